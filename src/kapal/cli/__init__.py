@@ -1,0 +1,1 @@
+"""The `kapal` command line. Every verb lives in its own module, imported only when used."""

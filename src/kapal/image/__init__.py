@@ -1,0 +1,1 @@
+"""Images: content store, manifests, registry client, safe layer extraction, overlay snapshots, commit."""

@@ -1,0 +1,1 @@
+"""The cluster: API server, storage, client, controllers, scheduler, kubelet, proxy, DNS, adm."""

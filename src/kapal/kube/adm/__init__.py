@@ -1,0 +1,1 @@
+"""kubeadm-faithful init and reset: preflight, PKI, kubeconfigs, static pods, bootstrap tokens."""

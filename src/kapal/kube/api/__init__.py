@@ -1,0 +1,1 @@
+"""The API server: REST machinery, codecs, OpenAPI, patch, tables, authn/authz, admission."""

@@ -1,0 +1,1 @@
+"""Cluster DNS: Service and Pod records, forwarding to the host's resolvers."""

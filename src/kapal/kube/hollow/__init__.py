@@ -1,0 +1,1 @@
+"""Hollow nodes: simulated kubelets with no processes, for tests and scale benchmarks."""

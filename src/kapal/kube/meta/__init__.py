@@ -1,0 +1,1 @@
+"""Pure Kubernetes object logic shared by every component: resource registry, selectors, quantities."""

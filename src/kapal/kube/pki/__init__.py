@@ -1,0 +1,1 @@
+"""Certificates and keys: CAs, serving and client certificates, kubeconfigs, service-account keys."""

@@ -1,0 +1,1 @@
+"""Services to iptables rules (ClusterIP, NodePort), programmed in batches with iptables-restore."""

@@ -1,0 +1,1 @@
+"""Scheduler: filter and score plugins, binding, a queue with backoff."""

@@ -1,0 +1,1 @@
+"""Revisioned, watchable key-value storage behind one interface: SQLite (default) and etcd."""

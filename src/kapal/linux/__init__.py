@@ -1,0 +1,1 @@
+"""Thin ctypes wrappers over the kernel: namespaces, mounts, pivot_root, capabilities, seccomp, cgroups."""

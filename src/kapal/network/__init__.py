@@ -1,0 +1,1 @@
+"""Networking: the CNI caller (bridge, host-local, loopback, portmap) and iptables helpers."""
