@@ -1,0 +1,104 @@
+"""Shared by the image and engine integration tests: a local registry and a busybox rootfs tar."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BUSYBOX = "/bin/busybox"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRegistry:
+    """Debian's docker-registry on a free loopback port with a temp storage dir; stopped by PID."""
+
+    def __init__(self, workdir: Path, htpasswd: Path | None = None) -> None:
+        binary = shutil.which("docker-registry")
+        if binary is None:
+            pytest.skip("docker-registry is not installed (make deps installs it)")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.storage = workdir / "registry-storage"
+        self.storage.mkdir(parents=True)
+        config = workdir / "registry.yml"
+        auth = f"auth:\n  htpasswd:\n    realm: kapal-test\n    path: {htpasswd}\n" if htpasswd else ""
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"{auth}"
+        )
+        self.log = open(workdir / "registry.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"docker-registry did not start on {self.host}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def busybox_rootfs_tar(extra: dict[str, str] | None = None) -> bytes:
+    """A rootfs tar: /bin/busybox (static) with relative applet links, /etc files, /tmp."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (make deps installs it)")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 1_700_000_000
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+
+        for d in ("bin", "etc", "tmp", "root", "proc", "sys", "dev", "var"):
+            add_dir(d, 0o1777 if d == "tmp" else 0o755)
+        with open(BUSYBOX, "rb") as f:
+            add_file("bin/busybox", f.read(), 0o755)
+        for applet in applets:
+            if applet == "busybox":
+                continue
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname, info.mtime = tarfile.SYMTYPE, "busybox", 1_700_000_000
+            tar.addfile(info)
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+        add_file("etc/group", b"root:x:0:\n")
+        for name, content in (extra or {}).items():
+            add_file(name, content.encode())
+    return buf.getvalue()
