@@ -44,7 +44,7 @@ class LocalRegistry:
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
             f"{auth}"
         )
-        self.log = open(workdir / "registry.log", "wb")  # noqa: SIM115
+        self.log = open(workdir / "registry.log", "wb")
         self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
