@@ -1,0 +1,27 @@
+"""Engine settings: defaults in code, parsed from flags only by `kapal engine`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_ROOT = Path("/var/lib/kapal/engine")
+DEFAULT_HOST = "unix:///run/kapal/docker.sock"
+API_VERSION = "1.47"
+MIN_API_VERSION = "1.24"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    data_root: Path = DEFAULT_DATA_ROOT
+    host: str = DEFAULT_HOST
+    insecure_registries: tuple[str, ...] = ()
+    certs_dir: Path = Path("/etc/kapal/certs.d")
+    runtime: str = "kapal"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket_path(self) -> Path:
+        if not self.host.startswith("unix://"):
+            raise ValueError(f"the engine listens on unix sockets only, not {self.host!r}")
+        return Path(self.host[len("unix://") :])

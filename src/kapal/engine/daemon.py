@@ -1,0 +1,84 @@
+"""`kapal engine`: serve the Docker Engine API on a unix socket, in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from kapal.errors import FailedPrecondition
+
+from .api import build_app
+from .config import EngineConfig
+from .service import Engine
+
+log = logging.getLogger(__name__)
+
+
+def claim_socket(path: Path) -> socket.socket:
+    """Bind the unix socket; refuse when another server answers on it, replace a stale one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody listens any more
+        else:
+            raise FailedPrecondition(
+                f"another engine is already listening on {path}: stop it first, or start this one with "
+                "-H unix:///OTHER/PATH and --data-root OTHER_DIR"
+            )
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    os.chmod(path, 0o660)
+    sock.listen(128)
+    return sock
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> None:
+    raise_nofile()
+    sock = claim_socket(config.socket_path)
+    engine = Engine(config)
+    app = build_app(engine)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    log.info("kapal engine: API listening on %s, data root %s", config.host, config.data_root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("kapal engine: shutting down")
+        shutdown = getattr(engine.containers, "shutdown", None)
+        if shutdown is not None:
+            await loop.run_in_executor(None, shutdown)
+        await runner.cleanup()
+        try:
+            config.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def run(config: EngineConfig) -> None:
+    asyncio.run(serve(config))
