@@ -27,6 +27,9 @@ def main(argv: list[str]) -> int:
         help="registry to reach over plain HTTP or unverified TLS (loopback always is)",
     )
     parser.add_argument("--registry-certs-dir", default="/etc/kapal/certs.d", help="<dir>/<host:port>/ca.crt CAs")
+    parser.add_argument(
+        "--runtime", default="runc", help="runc-compatible OCI runtime binary (runc, crun, kapal-runtime)"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     try:
         args = parser.parse_args(argv[1:])
@@ -49,6 +52,7 @@ def main(argv: list[str]) -> int:
         host=host,
         insecure_registries=tuple(args.insecure_registry),
         certs_dir=Path(args.registry_certs_dir),
+        runtime=args.runtime,
     )
     try:
         run(config)

@@ -286,10 +286,8 @@ def build_app(engine: Engine, executor: ThreadPoolExecutor | None = None) -> web
 
     routes_images.register(r)
     routes_volumes.register(r)
-    try:
+    if engine.containers is not None:
         from . import routes_containers
-    except ImportError:  # the container side is wired when the runtime is there
-        routes_containers = None  # type: ignore[assignment]
-    if routes_containers is not None:
+
         routes_containers.register(r)
     return app

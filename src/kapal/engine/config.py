@@ -17,7 +17,7 @@ class EngineConfig:
     host: str = DEFAULT_HOST
     insecure_registries: tuple[str, ...] = ()
     certs_dir: Path = Path("/etc/kapal/certs.d")
-    runtime: str = "kapal"
+    runtime: str = "runc"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

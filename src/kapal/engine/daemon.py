@@ -16,6 +16,8 @@ from kapal.errors import FailedPrecondition
 
 from .api import build_app
 from .config import EngineConfig
+from .containers import ContainerManager
+from .runtimes import OciCliRuntime, become_subreaper
 from .service import Engine
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
     raise_nofile()
     sock = claim_socket(config.socket_path)
     engine = Engine(config)
+    become_subreaper()
+    ContainerManager(engine, OciCliRuntime(config.runtime, config.data_root / "runtime"))
     app = build_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
