@@ -96,3 +96,16 @@ def test_protobuf_body_equals_the_json_body(bodies, command):
     assert proto.body.startswith(protobuf.MAGIC)
     assert as_json.headers["content-type"] == "application/json"
     assert protobuf.decode(proto.body) == _without_nulls(as_json.json())
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("create") and "token" not in c])
+def test_what_kubectl_creates_is_valid_after_defaulting(bodies, command):
+    from kapal.kube.api.defaults import apply_defaults
+    from kapal.kube.api.validation import validate
+    from kapal.kube.meta.resources import by_kind
+
+    obj = protobuf.decode(bodies[command][0].body)
+    r = by_kind(obj["apiVersion"], obj["kind"])
+    obj["metadata"]["uid"] = "0c9d7c9e-0000-4000-8000-000000000001"
+    apply_defaults(r, obj)
+    assert [str(c) for c in validate(r, obj)] == []
