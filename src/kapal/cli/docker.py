@@ -238,13 +238,14 @@ def cmd_pull(argv: list[str]) -> int:
     return _pull(a.name, a.quiet, a.platform)
 
 
-def _pull(name: str, quiet: bool = False, platform: str | None = None, out=None) -> int:
+def _pull(name: str, quiet: bool = False, platform: str | None = None, out=None, implicit: bool = False) -> int:
     from kapal.image.reference import parse
 
     out = out or sys.stdout
     ref = parse(name)
     if not ref.tag and not ref.digest:
-        print("Using default tag: latest", file=out)
+        if not implicit:
+            print("Using default tag: latest", file=out)
         ref = ref.tagged_or_latest()
     image = ref.name
     tag = ref.digest or ref.tag
@@ -713,7 +714,7 @@ def _create(c: EngineClient, a: argparse.Namespace) -> str:
         ref = parse(a.image)
         shown = ref.tagged_or_latest().familiar() if not ref.digest else ref.familiar()
         print(f"Unable to find image '{shown}' locally", file=sys.stderr)
-        _pull(a.image, out=sys.stderr)
+        _pull(a.image, out=sys.stderr, implicit=True)
         return c.json("POST", "/containers/create", params, body)["Id"]
 
 
@@ -1011,4 +1012,8 @@ def main(argv: list[str]) -> int:
     if entry is None:
         return die(f"kapal: '{verb}' is not implemented yet", EXIT_DAEMON_ERROR)
     fn, daemon_exit = entry
-    return run_verb(fn, rest, daemon_exit)
+    try:
+        return run_verb(fn, rest, daemon_exit)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -39,6 +39,7 @@ from .service import DEFAULT_CONTAINER_CONFIG, Engine
 log = logging.getLogger(__name__)
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+CGROUP_PARENT = "kapal"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ADJ = "admiring brave clever dazzling eager festive gifted happy jolly keen lucid modest nifty quirky serene".split()
 _NAMES = "turing hopper lovelace ritchie thompson torvalds liskov knuth dijkstra hamilton noether curie bohr".split()
@@ -416,6 +417,7 @@ class ContainerManager:
                 c.state["ExitCode"] = 127 if "not found" in str(e) or "no such file" in str(e) else 126
                 _mount.unmount(str(c.rootfs), detach=True)
                 c.save()
+                self._close_attachers(c)
                 raise
         return True
 
@@ -450,7 +452,7 @@ class ContainerManager:
             hostname=config["Hostname"],
             tty=False,
             mounts=oci_mounts,
-            cgroups_path=f"/kapal/{c.id}",
+            cgroups_path=f"/{CGROUP_PARENT}/{c.id}",
         )
         (c.dir / "config.json").write_text(json.dumps(spec))
         stdin_r = os.open(os.devnull, os.O_RDONLY)
@@ -523,18 +525,22 @@ class ContainerManager:
             c.pid = 0
             c.exits += 1
             c.save()
-            attachers, c.attachers = c.attachers, []
             c.changed.notify_all()
-        for a in attachers:
-            try:
-                a.on_close()
-            except Exception:
-                pass
+        self._close_attachers(c)
         if c.doc["HostConfig"].get("AutoRemove"):
             try:
                 self.remove(c.id, force=True, volumes=True)
             except Exception:
                 log.exception("auto-remove of %s failed", c.id[:12])
+
+    def _close_attachers(self, c: Container) -> None:
+        with c.lock:
+            attachers, c.attachers = c.attachers, []
+        for a in attachers:
+            try:
+                a.on_close()
+            except Exception:
+                log.exception("closing an attach stream of %s", c.id[:12])
 
     # ------------------------------------------------------------ control
 
@@ -621,6 +627,7 @@ class ContainerManager:
                 self._containers.pop(c.id, None)
             shutil.rmtree(c.dir, ignore_errors=True)
             c.changed.notify_all()
+        self._close_attachers(c)
         if volumes:
             for m in c.doc["Mounts"]:
                 if m["Type"] == "volume" and m.get("Name"):
@@ -639,6 +646,11 @@ class ContainerManager:
                     self.stop(c.id, timeout=5)
                 except Exception:
                     log.exception("stopping %s", c.id[:12])
+        for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
+            try:
+                parent.rmdir()  # only when no other engine's containers are in it
+            except OSError:
+                pass
 
     # ------------------------------------------------------------ filesystem
 

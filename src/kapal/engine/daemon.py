@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import resource
@@ -53,13 +54,14 @@ def raise_nofile() -> None:
 
 
 async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` dumps every thread's stack
     raise_nofile()
     sock = claim_socket(config.socket_path)
     engine = Engine(config)
     become_subreaper()
     ContainerManager(engine, OciCliRuntime(config.runtime, config.data_root / "runtime"))
     app = build_app(engine)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
