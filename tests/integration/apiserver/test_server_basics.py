@@ -1,0 +1,116 @@
+"""The API server's front door: HTTPS, public health and version, 401 without credentials, CRUD and watch."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from kapal.kube.pki import load_kubeconfig
+
+
+def _get(server, path: str, ctx: ssl.SSLContext | None = None, headers: dict | None = None):
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=str(server.data_dir / "pki" / "ca.crt"))
+    req = urllib.request.Request(server.url + path, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_health_and_version_are_public(apiserver):
+    assert _get(apiserver, "/readyz") == (200, b"ok")
+    assert _get(apiserver, "/livez")[0] == 200
+    code, body = _get(apiserver, "/version")
+    assert code == 200 and json.loads(body)["gitVersion"].startswith("v1.33.")
+
+
+def test_no_credentials_is_401_with_a_status(apiserver):
+    code, body = _get(apiserver, "/api/v1/namespaces")
+    assert code == 401
+    st = json.loads(body)
+    assert st["kind"] == "Status" and st["reason"] == "Unauthorized" and st["code"] == 401
+    assert _get(apiserver, "/apis")[0] == 401
+
+
+def test_plain_http_is_refused(apiserver):
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(apiserver.url.replace("https", "http") + "/readyz", timeout=5).read()
+
+
+def test_serving_certificate_names_the_cluster(apiserver):
+    from cryptography import x509
+
+    from kapal.kube.pki import alt_names
+
+    cert = x509.load_pem_x509_certificate((apiserver.data_dir / "pki" / "apiserver.crt").read_bytes())
+    dns, ips = alt_names(cert)
+    assert {"localhost", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"} <= set(dns)
+    assert {"127.0.0.1", "10.96.0.1"} <= {str(i) for i in ips}
+
+
+def test_admin_kubeconfig_is_cluster_admin(apiserver):
+    entry = load_kubeconfig(apiserver.kubeconfig)
+    assert entry.server == apiserver.url
+    code, body = _get(apiserver, "/apis/authentication.k8s.io/v1", entry.ssl_context())
+    assert code == 200
+
+
+def test_python_client_crud_and_watch_resume(apiserver, unique):
+    from kubernetes import client, config, watch
+
+    api = config.new_client_from_config(str(apiserver.kubeconfig))
+    v1 = client.CoreV1Api(api)
+    ns = unique
+    v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    cm = v1.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="a"),
+                                                                data={"k": "1"}))
+    assert cm.metadata.uid and cm.metadata.resource_version
+    listing = v1.list_namespaced_config_map(ns)
+    assert [c.metadata.name for c in listing.items] == ["a"]
+    start = listing.metadata.resource_version
+    v1.patch_namespaced_config_map("a", ns, {"data": {"k": "2"}})
+    v1.delete_namespaced_config_map("a", ns)
+    seen = []
+    for ev in watch.Watch().stream(v1.list_namespaced_config_map, ns, resource_version=start, timeout_seconds=5):
+        seen.append((ev["type"], ev["object"].metadata.name, (ev["object"].data or {}).get("k")))
+        if len(seen) == 2:
+            break
+    assert seen == [("MODIFIED", "a", "2"), ("DELETED", "a", "2")]
+    with pytest.raises(client.ApiException) as e:
+        v1.read_namespaced_config_map("a", ns)
+    assert e.value.status == 404
+    assert json.loads(e.value.body)["message"] == 'configmaps "a" not found'
+
+
+def test_watch_sees_writes_made_while_it_waits(apiserver, unique):
+    from kubernetes import client, config, watch
+
+    api = config.new_client_from_config(str(apiserver.kubeconfig))
+    v1 = client.CoreV1Api(api)
+    v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=unique)))
+    got: list[str] = []
+    started = threading.Event()
+
+    def watcher():
+        w = watch.Watch()
+        for ev in w.stream(v1.list_namespaced_config_map, unique, timeout_seconds=10):
+            started.set()
+            got.append(f"{ev['type']} {ev['object'].metadata.name}")
+            if len(got) == 3:
+                w.stop()
+
+    v1.create_namespaced_config_map(unique, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="first")))
+    t = threading.Thread(target=watcher)
+    t.start()
+    assert started.wait(10)
+    for name in ("second", "third"):
+        v1.create_namespaced_config_map(unique, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)))
+    t.join(15)
+    assert got == ["ADDED first", "ADDED second", "ADDED third"]
