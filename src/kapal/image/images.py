@@ -95,6 +95,9 @@ class ImageStore:
             self._state = json.loads(self._path.read_text())
         else:
             self._state = {"images": {}, "refs": {}, "layers": {}}
+        for info in list(self.snapshots.walk()):
+            if info.key.startswith(("extract-", "import-")):
+                self.snapshots.remove(info.key)  # an unpack cut short by a crash: never committed, never used
 
     # ---------------------------------------------------------------- state
 

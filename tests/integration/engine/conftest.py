@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,8 @@ sys.modules["image_helpers"] = image_helpers
 _spec.loader.exec_module(image_helpers)  # type: ignore[union-attr]
 LocalRegistry = image_helpers.LocalRegistry
 busybox_rootfs_tar = image_helpers.busybox_rootfs_tar
+cleanup_tree = image_helpers.cleanup_tree
+leftover_mounts = image_helpers.leftover_mounts
 
 
 class EngineProcess:
@@ -87,18 +88,6 @@ class EngineProcess:
         r = self.run(*args, input=input, timeout=timeout)
         assert r.returncode == 0, f"kapal {' '.join(args)} -> {r.returncode}\n{r.stdout.decode()}\n{r.stderr.decode()}"
         return r.stdout.decode()
-
-
-def leftover_mounts(path: Path) -> list[str]:
-    prefix = str(path)
-    with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-
-
-def cleanup_tree(path: Path) -> None:
-    for m in sorted(leftover_mounts(path), reverse=True):
-        subprocess.run(["umount", "-l", m], check=False)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

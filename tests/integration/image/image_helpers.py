@@ -102,3 +102,16 @@ def busybox_rootfs_tar(extra: dict[str, str] | None = None) -> bytes:
         for name, content in (extra or {}).items():
             add_file(name, content.encode())
     return buf.getvalue()
+
+
+def leftover_mounts(path: Path) -> list[str]:
+    prefix = str(path)
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def cleanup_tree(path: Path) -> None:
+    """Unmount whatever is left below path (deepest first), then remove it."""
+    for m in sorted(leftover_mounts(path), reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+    shutil.rmtree(path, ignore_errors=True)

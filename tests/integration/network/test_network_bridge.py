@@ -127,6 +127,12 @@ def test_outbound_nat_and_forwarding_rules(network, make_netns):
     assert sysctl.read("net.ipv4.ip_forward") == "1"
 
 
+def make_netns_attached(network: BridgeNetwork, make_netns) -> str:
+    ns = make_netns("client")
+    network.attach("client", ns)
+    return ns
+
+
 def test_port_mappings_reach_the_container_from_the_host(network, make_netns):
     ns = make_netns("web")
     local_port, any_port = free_host_port("127.0.0.1"), free_host_port()
@@ -139,6 +145,8 @@ def test_port_mappings_reach_the_container_from_the_host(network, make_netns):
         assert fetch(str(network.gateway), any_port) == b"web"
         with pytest.raises(OSError):  # published on 127.0.0.1 only
             fetch(str(network.gateway), local_port)
+        assert fetch(str(network.gateway), any_port, ns=ns) == b"web"  # hairpin: the container reaches itself
+        assert fetch(str(network.gateway), any_port, ns=make_netns_attached(network, make_netns)) == b"web"
     finally:
         server.close()
     assert {str(m) for m in att.port_mappings} == {f"127.0.0.1:{local_port}:80/tcp", f"{any_port}:80/tcp"}
