@@ -274,11 +274,12 @@ class BridgeNetwork:
             ["-o", self.bridge, "-m", "conntrack", "--ctstate", "DNAT", *self._comment(), "-j", "ACCEPT"],
         ]
 
-    def setup(self) -> None:
-        """Host state the network needs: IP forwarding and its NAT/forward rules (idempotent, once per process)."""
+    def setup(self, force: bool = False) -> None:
+        """Host state the network needs: IP forwarding and its NAT/forward rules. Idempotent; done once per
+        process unless `force` (e.g. after someone flushed the host's rules)."""
         key = (self.name, self.bridge, str(self.subnet))
         with self._setup_lock:
-            if key in self._setup_done:
+            if key in self._setup_done and not force:
                 return
             sysctl.enable_ip_forward()
             ipt = Iptables()
