@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import glob
+import json
 import os
 import stat
 import subprocess
@@ -67,6 +68,12 @@ def test_token_user_round_trip(ca):
     assert (entry.context, entry.cluster, entry.user, entry.server) == ("ctx", "c1", "bob", "https://h:6443")
     assert entry.token == "abc.def" and entry.client_cert_pem is None
     assert entry.ca_pem == ca.cert_pem()
+
+
+def test_one_line_json_kubeconfig_is_text(ca):
+    text = json.dumps(pki.kubeconfig_dict("https://h:6443", ca.cert_pem(), "bob", token="t"))
+    assert "\n" not in text
+    assert pki.load_kubeconfig(text).token == "t"
 
 
 def test_cert_user_round_trip_from_file(tmp_path, ca, admin):

@@ -169,10 +169,12 @@ def _data_or_file(section: dict[str, Any], key: str, base: Path | None, origin: 
 def load_kubeconfig(path_or_text: str | os.PathLike[str], context: str | None = None) -> KubeconfigEntry:
     """Read one context (the current one unless named) of a kubeconfig file or text.
 
-    A `Path`, or a string without a newline, is a file name; anything else is the YAML itself.
+    A `Path`, or a string without a newline that is not a JSON object, is a file name; anything else is
+    the kubeconfig itself (YAML or JSON).
     """
     base: Path | None = None
-    if isinstance(path_or_text, os.PathLike) or "\n" not in path_or_text:
+    is_text = isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith("{"))
+    if not is_text:
         file = Path(path_or_text)
         try:
             text = file.read_text()
