@@ -198,7 +198,7 @@ def _apply_member(tar: tarfile.TarFile, m: tarfile.TarInfo, tree: _SafeTree, dir
             src = tar.extractfile(m)
             if src is not None:
                 while chunk := src.read(CHUNK):
-                    os.write(fd, chunk) if len(chunk) < 65536 else _write_all(fd, chunk)
+                    _write_all(fd, chunk)
             os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
             for key, value in _xattrs(m).items():

@@ -58,7 +58,9 @@ class BlobWriter:
     def write(self, data: bytes | memoryview) -> int:
         self._hash.update(data)
         self.size += len(data)
-        self._file.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view) :]  # a short write (disk full) must not lose bytes silently
         return len(data)
 
     def commit(self) -> str:
