@@ -10,7 +10,6 @@ import socket
 import subprocess
 import tarfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,23 @@ import pytest
 BUSYBOX = "/bin/busybox"
 
 
-def free_port() -> int:
+def free_port(bind: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((bind, 0))
         return s.getsockname()[1]
 
 
 class LocalRegistry:
     """Debian's docker-registry on a free loopback port with a temp storage dir; stopped by PID."""
 
-    def __init__(self, workdir: Path, htpasswd: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, htpasswd: Path | None = None, bind: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+    ) -> None:
         binary = shutil.which("docker-registry")
         if binary is None:
             pytest.skip("docker-registry is not installed (make deps installs it)")
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.port = free_port(bind)
+        self.host = f"{bind}:{self.port}"
         self.storage = workdir / "registry-storage"
         self.storage.mkdir(parents=True)
         config = workdir / "registry.yml"
@@ -41,17 +42,16 @@ class LocalRegistry:
             "version: 0.1\n"
             "log:\n  level: error\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n"
-            f"{auth}"
+            f"http:\n  addr: {bind}:{self.port}\n"
+            + (f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else "")
+            + f"{auth}"
         )
         self.log = open(workdir / "registry.log", "wb")
         self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
-                return
-            except urllib.error.HTTPError:
+                socket.create_connection((bind, self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.05)
