@@ -44,6 +44,7 @@ class _Field:
     keep_zero: bool = False
     wrapped_lists: bool = False
     inline: str | None = None  # table key of an inlined message
+    value: bool = False  # a Go value (not pointer) field of a named type
 
 
 def _table_key(definition: str) -> str:
@@ -61,12 +62,36 @@ def _table(key: str) -> dict[int, _Field]:
     out: dict[int, _Field] = {}
     for entry in spec.split():
         name, _, rest = entry.partition("=")
-        number = int(rest.rstrip("!%"))
+        number = int(rest.rstrip("!%="))
         if name.startswith("@"):
             out[number] = _Field("", inline=name[1:])
         else:
-            out[number] = _Field(name, keep_zero="!" in rest, wrapped_lists="%" in rest)
+            out[number] = _Field(name, keep_zero="!" in rest, wrapped_lists="%" in rest, value="=" in rest)
     return out
+
+
+@functools.cache
+def value_fields(definition: str) -> frozenset[str]:
+    """JSON names of a type's Go value (non-pointer) fields of named types, inlined messages included.
+
+    Go's JSON always writes such fields when they are structs (`spec: {}`), which is what upstream's field
+    manager compares against on create.
+    """
+    key = _table_key(definition)
+    if key not in MESSAGES:
+        return frozenset()
+    out: set[str] = set()
+    for f in _table(key).values():
+        if f.inline:
+            out |= value_fields(_inline_definition(f.inline))
+        elif f.value:
+            out.add(f.name)
+    return frozenset(out)
+
+
+def _inline_definition(key: str) -> str:
+    prefix = "io.k8s.apimachinery.pkg.apis." if key.startswith("meta.") else "io.k8s.api."
+    return prefix + key
 
 
 @functools.cache
