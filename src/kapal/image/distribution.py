@@ -24,6 +24,7 @@ from . import manifests as mf
 from .images import ImageStore
 from .reference import Reference
 from .registry import Credentials, RegistryClient, RegistryConfig
+from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Distribution:
         self.store = store
         self.config = config or RegistryConfig()
         self._pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_DOWNLOADS * 2, thread_name_prefix="layer")
-        self._lock = threading.Lock()
+        self._small_blobs: SingleFlight[bytes] = SingleFlight()
 
     def client(self, ref: Reference, creds: Credentials | None) -> RegistryClient:
         return RegistryClient(ref.domain, creds, self.config)
@@ -125,14 +126,16 @@ class Distribution:
         return image_id
 
     def _fetch_small_blob(self, client: RegistryClient, repo: str, desc: mf.Descriptor) -> bytes:
-        if self.store.content.exists(desc.digest):
-            return self.store.content.read(desc.digest)
-        resp = client.open_blob(repo, desc.digest)
-        data = resp.read()
-        if digests.of_bytes(data) != desc.digest:
-            raise Invalid(f"digest mismatch for {desc.digest} from {client.host}/{repo}: content rejected")
-        self.store.content.put(data)
-        return data
+        def fetch() -> bytes:
+            if self.store.content.exists(desc.digest):
+                return self.store.content.read(desc.digest)
+            data = client.open_blob(repo, desc.digest).read()
+            if digests.of_bytes(data) != desc.digest:
+                raise Invalid(f"digest mismatch for {desc.digest} from {client.host}/{repo}: content rejected")
+            self.store.content.put(data)
+            return data
+
+        return self._small_blobs.do(desc.digest, fetch)[0]
 
     def _pull_layers(self, client, ref, layers, diff_ids, chains, emit: Progress) -> int:
         for i, desc in enumerate(layers):

@@ -1,4 +1,4 @@
-"""Pulls that go wrong: a hostile layer, a pull killed midway, a full disk. Nothing corrupt stays behind."""
+"""Pulls that go wrong (a hostile layer, a pull killed midway, a full disk) and pulls that race each other."""
 
 from __future__ import annotations
 
@@ -121,6 +121,7 @@ class SlowProxy:
         self.sock.listen(16)
         self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.closing = False
+        self.requests: list[str] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -136,6 +137,8 @@ class SlowProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket, rate: int) -> None:
         try:
             while data := src.recv(65536):
+                if not rate and data[:4] in (b"GET ", b"HEAD"):
+                    self.requests.append(data.split(b"\r\n", 1)[0].decode(errors="replace"))
                 dst.sendall(data)
                 if rate:
                     time.sleep(len(data) / rate)
@@ -231,3 +234,30 @@ def test_full_disk_leaves_no_corrupt_blob_and_the_next_pull_completes(registry, 
     finally:
         eng.kill()
         cleanup_tree(disk)
+
+
+def test_concurrent_pulls_fetch_and_unpack_each_layer_once(registry, big_image, tmp_path):
+    host, port = registry.host.split(":")
+    proxy = SlowProxy((host, int(port)), rate=16 << 20)
+    eng = EngineProcess(tmp_path)
+    eng.start()
+    try:
+        ref = f"{proxy.host}/{big_image}:1"
+        pulls = [
+            subprocess.Popen(
+                [str(KAPAL), "pull", ref], env={**os.environ, "KAPAL_HOST": eng.host}, stdout=subprocess.PIPE
+            )
+            for _ in range(3)
+        ]
+        outputs = [p.communicate(timeout=120)[0].decode() for p in pulls]
+        assert all(p.returncode == 0 for p in pulls), outputs
+        blob_gets = [r for r in proxy.requests if r.startswith("GET") and "/blobs/" in r]
+        assert len(blob_gets) == len(set(blob_gets)) == 3  # two layers and the config, each fetched once
+        layers = json.loads(eng.ok("inspect", "--format", "{{json .RootFS.Layers}}", ref))
+        snapshots = json.loads((eng.data_root / "snapshots" / "metadata.json").read_text())["snapshots"]
+        assert len(snapshots) == len(layers) == 2
+        eng.ok("rmi", ref)
+    finally:
+        proxy.close()
+        eng.kill()
+        cleanup_tree(eng.data_root)
