@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def api(apiserver):
-    from kubernetes import client, config
+    from kubernetes import config
 
     return config.new_client_from_config(str(apiserver.kubeconfig))
 

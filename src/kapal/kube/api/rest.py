@@ -697,6 +697,8 @@ class Rest:
 
             return await subresources.handle(self, request, info, user)
         verb = info.verb
+        if not info.name and verb in ("update", "patch") or info.name and verb == "create":
+            raise status.MethodNotAllowed("the server does not allow this method on the requested resource")
         if verb not in r.verbs and not (verb == "watch" and "list" in r.verbs and "watch" in r.verbs):
             raise status.MethodNotAllowed("the server does not allow this method on the requested resource")
         handlers: dict[str, Callable[..., Awaitable[web.StreamResponse]]] = {
