@@ -202,7 +202,9 @@ class Frontend:
                 self._authorize(user, info)
                 if info.is_resource:
                     if not self.ctx.ready:
-                        raise errors.Temporary("the API server is starting; try again shortly")
+                        err = errors.Temporary("the API server is starting; try again shortly")
+                        err.retry_after = 1  # type: ignore[attr-defined]
+                        raise err
                     resp = await self.rest.handle(request, info, user)
                 else:
                     resp = await self.non_resource(request, user)
@@ -215,8 +217,9 @@ class Frontend:
                 raise
             code, body = status.status_body(e)
             resp = json_response(code, body)
-            if code == 429 or code == 503:
-                resp.headers["Retry-After"] = str(getattr(e, "retry_after", None) or 1)
+            retry = getattr(e, "retry_after", None)
+            if retry or code == 429:
+                resp.headers["Retry-After"] = str(retry or 1)
             return resp
         finally:
             if info is not None and info.is_resource:
