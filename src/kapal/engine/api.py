@@ -44,7 +44,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status, headers=COMMON_HEADERS, dumps=_dumps)
+    return json_response({"message": message}, status=status)
 
 
 def _dumps(obj: Any) -> str:
@@ -81,7 +81,9 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, headers=COMMON_HEADERS, dumps=_dumps)
+    """JSON with `Content-Type: application/json` exactly (no charset): the docker CLI compares it verbatim."""
+    headers = {**COMMON_HEADERS, "Content-Type": "application/json"}
+    return web.Response(body=_dumps(data).encode(), status=status, headers=headers)
 
 
 def engine_of(request: web.Request) -> Engine:
@@ -127,10 +129,11 @@ async def json_body(request: web.Request) -> dict:
 
 
 async def stream_job(request: web.Request, job: Callable[[Callable[[dict], None]], Any]) -> web.StreamResponse:
-    """Run job(emit) in a thread; its messages go out as a chunked JSON stream, errors as errorDetail."""
-    resp = web.StreamResponse(headers={**COMMON_HEADERS, "Content-Type": "application/json"})
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    """Run job(emit) in a thread; its messages go out as a chunked JSON stream, errors as errorDetail.
+
+    As dockerd does, nothing is sent until the first message: a job that fails before that
+    (an unknown image, refused credentials) gets a plain error status instead of a 200 stream.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict | None] = asyncio.Queue()
 
@@ -144,28 +147,28 @@ async def stream_job(request: web.Request, job: Callable[[Callable[[dict], None]
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     future = loop.run_in_executor(request.app[EXECUTOR_KEY], run)
+    msg = await queue.get()
+    if msg is None:
+        await future  # a failure before any message raises here: the middleware answers with its status
+    resp = web.StreamResponse(headers={**COMMON_HEADERS, "Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
     client_gone = False
-    while True:
+    while msg is not None:
+        if not client_gone:
+            try:
+                await resp.write((json.dumps(msg) + "\r\n").encode())
+            except ConnectionError:
+                client_gone = True
         msg = await queue.get()
-        if msg is None:
-            break
-        if client_gone:
-            continue
-        try:
-            await resp.write((json.dumps(msg) + "\r\n").encode())
-        except (ConnectionResetError, ConnectionError):
-            client_gone = True
     try:
         await future
-    except KapalError as e:
-        err = {"errorDetail": {"message": str(e)}, "error": str(e)}
-        if not client_gone:
-            await resp.write((json.dumps(err) + "\r\n").encode())
     except Exception as e:
-        log.exception("streamed job failed")
-        err = {"errorDetail": {"message": f"{type(e).__name__}: {e}"}, "error": f"{type(e).__name__}: {e}"}
+        text = str(e) if isinstance(e, KapalError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, KapalError):
+            log.exception("streamed job failed")
         if not client_gone:
-            await resp.write((json.dumps(err) + "\r\n").encode())
+            await resp.write((json.dumps({"errorDetail": {"message": text}, "error": text}) + "\r\n").encode())
     if not client_gone:
         await resp.write_eof()
     return resp

@@ -92,8 +92,8 @@ class Distribution:
         emit = progress or (lambda _m: None)
         client = self.client(ref, creds)
         target = ref.digest or ref.tag or "latest"
-        emit({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
         body, media_type, header_digest = client.get_manifest(ref.path, target)
+        emit({"status": f"Pulling from {ref.path}", "id": ref.tag or ref.digest})
         manifest_digest = digests.of_bytes(body)
         if ref.digest and manifest_digest != ref.digest:
             raise Invalid(f"manifest digest mismatch: asked for {ref.digest}, the registry sent {manifest_digest}")

@@ -109,7 +109,9 @@ def _error_from(status: int, body: bytes, what: str) -> KapalError:
     detail = ""
     try:
         errors = json.loads(body).get("errors") or []
-        detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors)
+        detail = "; ".join(
+            f"{str(e.get('code', '')).lower().replace('_', ' ')}: {e.get('message', '')}".strip(": ") for e in errors
+        )
     except (ValueError, AttributeError):
         detail = body[:200].decode("utf-8", "replace").strip()
     msg = f"{what}: {detail or http.client.responses.get(status, str(status))}"
@@ -364,13 +366,18 @@ class RegistryClient:
 
     def get_manifest(self, repo: str, reference: str) -> tuple[bytes, str, str | None]:
         """(body, media type, Docker-Content-Digest header) of a tag or digest."""
-        resp = self.request(
-            "GET",
-            f"/v2/{repo}/manifests/{reference}",
-            scope=self.scope(repo),
-            headers={"Accept": mf.ACCEPT},
-            what=f"manifest for {repo}:{reference}" if ":" not in reference else f"manifest {repo}@{reference}",
-        )
+        shown = f"{self.host}/{repo}" + (f"@{reference}" if ":" in reference else f":{reference}")
+        try:
+            resp = self.request(
+                "GET",
+                f"/v2/{repo}/manifests/{reference}",
+                scope=self.scope(repo),
+                headers={"Accept": mf.ACCEPT},
+                what=f"manifest for {shown}",
+            )
+        except NotFound as e:
+            detail = str(e).split(": ", 1)[-1]
+            raise NotFound(f"manifest for {shown} not found: {detail}") from None
         body = resp.read()
         return body, mf.media_type_of(body, resp.getheader("Content-Type")), resp.getheader("Docker-Content-Digest")
 

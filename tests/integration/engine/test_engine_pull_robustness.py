@@ -15,9 +15,8 @@ import threading
 import time
 
 import pytest
-from image_helpers import cleanup_tree
+from image_helpers import KAPAL, EngineProcess, cleanup_tree
 
-from conftest import KAPAL, EngineProcess
 from kapal.image import manifests as mf
 from kapal.image.registry import RegistryClient
 

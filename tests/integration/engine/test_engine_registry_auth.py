@@ -14,7 +14,7 @@ import threading
 import warnings
 
 import pytest
-from image_helpers import LocalRegistry
+from image_helpers import EngineProcess, LocalRegistry, cleanup_tree
 
 pytestmark = pytest.mark.root
 
@@ -204,8 +204,6 @@ def make_ca_and_cert(tmp_path, ip: str):
 
 
 def test_tls_with_a_custom_ca(rootfs_tar, tmp_path, unique):
-    from conftest import EngineProcess
-
     ip = _primary_ip()
     pki = make_ca_and_cert(tmp_path, ip)
     registry = LocalRegistry(tmp_path / "reg", bind=ip, tls=(pki["server.crt"], pki["server.key"]))
@@ -227,6 +225,4 @@ def test_tls_with_a_custom_ca(rootfs_tar, tmp_path, unique):
     finally:
         eng.kill()
         registry.stop()
-        from image_helpers import cleanup_tree
-
         cleanup_tree(eng.data_root)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from kapal.engine.client import EngineClient, EngineUnavailable
+
 BUSYBOX = "/bin/busybox"
+KAPAL = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "kapal"
 
 
 def free_port(bind: str = "127.0.0.1") -> int:
@@ -115,3 +118,66 @@ def cleanup_tree(path: Path) -> None:
     for m in sorted(leftover_mounts(path), reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
     shutil.rmtree(path, ignore_errors=True)
+
+
+class EngineProcess:
+    """`kapal engine` in the foreground on a private socket; stopped by PID; mounts checked after."""
+
+    def __init__(self, workdir: Path, data_root: Path | None = None, extra: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.data_root = data_root or workdir / "data"
+        self.socket = workdir / "engine.sock"
+        self.host = f"unix://{self.socket}"
+        self.extra = extra or []
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "engine.log"
+
+    def start(self) -> EngineProcess:
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(KAPAL),
+                "engine",
+                "--data-root",
+                str(self.data_root),
+                "-H",
+                self.host,
+                "--log-level",
+                "debug",
+                *self.extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {self.log_path.read_text()[-2000:]}")
+            if self.socket.exists():
+                try:
+                    EngineClient(self.host).json("GET", "/version")
+                    return self
+                except (EngineUnavailable, OSError):
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("engine did not answer within 20 s")
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KAPAL_HOST": self.host}
+        return subprocess.run([str(KAPAL), *args], input=input, capture_output=True, env=env, timeout=timeout)
+
+    def ok(self, *args: str, input: bytes | None = None, timeout: float = 120) -> str:
+        r = self.run(*args, input=input, timeout=timeout)
+        assert r.returncode == 0, f"kapal {' '.join(args)} -> {r.returncode}\n{r.stdout.decode()}\n{r.stderr.decode()}"
+        return r.stdout.decode()
