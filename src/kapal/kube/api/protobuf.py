@@ -77,14 +77,27 @@ def value_fields(definition: str) -> frozenset[str]:
     Go's JSON always writes such fields when they are structs (`spec: {}`), which is what upstream's field
     manager compares against on create.
     """
+    return _flagged(definition, "value")
+
+
+@functools.cache
+def always_written_fields(definition: str) -> frozenset[str]:
+    """JSON names of fields Go writes even when zero (pointers when set, and fields without omitempty).
+
+    A list or map among them is written as `null` in a zero object.
+    """
+    return _flagged(definition, "keep_zero")
+
+
+def _flagged(definition: str, flag: str) -> frozenset[str]:
     key = _table_key(definition)
     if key not in MESSAGES:
         return frozenset()
     out: set[str] = set()
     for f in _table(key).values():
         if f.inline:
-            out |= value_fields(_inline_definition(f.inline))
-        elif f.value:
+            out |= _flagged(_inline_definition(f.inline), flag)
+        elif getattr(f, flag):
             out.add(f.name)
     return frozenset(out)
 
