@@ -1,0 +1,51 @@
+"""How a component reaches the API server: where, how to verify it, and who it is (client-go's rest.Config).
+
+Built once from a kubeconfig at the edge (`from_kubeconfig`), or from a token for per-controller service-account
+identities (`with_token`): the TLS context then carries only the CA, never the component's own client certificate,
+so the server authenticates the request by its bearer token.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server: str
+    ssl_context: ssl.SSLContext | None = None
+    token: str | None = None
+    user_agent: str = "kapal"
+    qps: float = 0.0  # 0: no client-side throttling
+    burst: int = 0
+    ca_pem: bytes | None = field(default=None, repr=False)
+    insecure: bool = False
+    tls_server_name: str | None = None
+    namespace: str = "default"
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None, **kw: Any) -> ClientConfig:
+        from kapal.kube.pki import load_kubeconfig
+
+        entry = load_kubeconfig(path, context)
+        return cls(server=entry.server.rstrip("/"), ssl_context=entry.ssl_context() if entry.server.startswith(
+            "https") else None, token=entry.token, ca_pem=entry.ca_pem, insecure=entry.insecure_skip_tls_verify,
+            tls_server_name=entry.tls_server_name, namespace=entry.namespace or "default", **kw)
+
+    def with_token(self, token: str, user_agent: str | None = None) -> ClientConfig:
+        """The same server and CA, authenticated by `token` alone (no client certificate)."""
+        return replace(self, token=token, ssl_context=self.ca_only_ssl(), user_agent=user_agent or self.user_agent)
+
+    def ca_only_ssl(self) -> ssl.SSLContext | None:
+        if not self.server.startswith("https"):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif self.ca_pem:
+            ctx.load_verify_locations(cadata=self.ca_pem.decode())
+        return ctx
