@@ -1,16 +1,29 @@
 """How a component reaches the API server: where, how to verify it, and who it is (client-go's rest.Config).
 
-Built once from a kubeconfig at the edge (`from_kubeconfig`), or from a token for per-controller service-account
+Built once from a kubeconfig entry at the edge (`from_kubeconfig(kapal.kube.pki.load_kubeconfig(path))`; the
+client does not read files itself, pki sits beside it in the layers), or from a token for per-controller service-account
 identities (`with_token`): the TLS context then carries only the CA, never the component's own client certificate,
 so the server authenticates the request by its bearer token.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
+
+
+class KubeconfigContext(Protocol):
+    """What one kubeconfig context says (kapal.kube.pki.KubeconfigEntry has this shape)."""
+
+    server: str
+    token: str | None
+    ca_pem: bytes | None
+    insecure_skip_tls_verify: bool
+    tls_server_name: str | None
+    namespace: str | None
+
+    def ssl_context(self) -> ssl.SSLContext: ...
 
 
 @dataclass(frozen=True)
@@ -27,10 +40,7 @@ class ClientConfig:
     namespace: str = "default"
 
     @classmethod
-    def from_kubeconfig(cls, path: str | os.PathLike[str], context: str | None = None, **kw: Any) -> ClientConfig:
-        from kapal.kube.pki import load_kubeconfig
-
-        entry = load_kubeconfig(path, context)
+    def from_kubeconfig(cls, entry: KubeconfigContext, **kw: Any) -> ClientConfig:
         return cls(server=entry.server.rstrip("/"), ssl_context=entry.ssl_context() if entry.server.startswith(
             "https") else None, token=entry.token, ca_pem=entry.ca_pem, insecure=entry.insecure_skip_tls_verify,
             tls_server_name=entry.tls_server_name, namespace=entry.namespace or "default", **kw)
