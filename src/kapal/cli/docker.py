@@ -732,8 +732,8 @@ def cmd_run(argv: list[str]) -> int:
     p.add_argument("-d", "--detach", action="store_true")
     _add_create_flags(p)
     a = p.parse_args(argv)
-    if a.tty:
-        raise UsageError("-t/--tty is not supported yet")
+    if a.tty or a.interactive:
+        raise UsageError("-t/--tty and -i/--interactive are not supported by kapal run yet")
     c = client()
     cid = _create(c, a)
     if a.detach:

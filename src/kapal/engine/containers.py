@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 CGROUP_PARENT = "kapal"
+# HostConfig keys the engine acts on; any other key with a non-zero value is refused by name.
+_HANDLED_HOST_CONFIG = frozenset(
+    {"Binds", "AutoRemove", "NetworkMode", "LogConfig", "RestartPolicy", "ConsoleSize", "PortBindings", "Isolation"}
+)
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _ADJ = "admiring brave clever dazzling eager festive gifted happy jolly keen lucid modest nifty quirky serene".split()
 _NAMES = "turing hopper lovelace ritchie thompson torvalds liskov knuth dijkstra hamilton noether curie bohr".split()
@@ -304,18 +308,26 @@ class ContainerManager:
         return {"Id": cid, "Warnings": []}
 
     def _refuse_unsupported(self, body: dict, hc: dict) -> None:
+        """Options this engine does not implement yet fail by name instead of being ignored."""
         if body.get("Tty"):
             raise Unsupported("a terminal (-t/Tty) is not supported by this engine yet")
+        if body.get("OpenStdin"):
+            raise Unsupported("an open stdin (-i/OpenStdin) is not supported by this engine yet")
+        if body.get("Healthcheck") and (body["Healthcheck"].get("Test") or []) not in ([], ["NONE"]):
+            raise Unsupported("health checks are not supported by this engine yet")
         network = hc.get("NetworkMode") or "default"
         if network not in ("default", "none", "bridge"):
             raise Unsupported(f"network mode {network!r} is not supported yet (containers have loopback only)")
         if hc.get("PortBindings"):
             raise Unsupported("published ports (-p) are not supported yet: containers have no network")
-        for key in ("Privileged", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CapAdd", "Devices", "Links"):
-            if hc.get(key):
-                raise Unsupported(f"HostConfig.{key} is not supported by this engine yet")
-        if (hc.get("Mounts") or []) and not hc.get("Binds"):
-            raise Unsupported("HostConfig.Mounts (--mount) is not supported yet: use -v")
+        if (hc.get("LogConfig") or {}).get("Type") not in (None, "", "json-file"):
+            raise Unsupported(f"log driver {hc['LogConfig']['Type']!r} is not supported (json-file is)")
+        if (hc.get("RestartPolicy") or {}).get("Name") not in (None, "", "no"):
+            raise Unsupported(f"restart policy {hc['RestartPolicy']['Name']!r} is not supported yet")
+        for key, value in hc.items():
+            if key in _HANDLED_HOST_CONFIG or value in (None, 0, -1, "", [], {}, False):
+                continue
+            raise Unsupported(f"HostConfig.{key} is not supported by this engine yet")
 
     def _random_name(self) -> str:
         taken = {c.name for c in self._containers.values()}

@@ -9,7 +9,7 @@ import struct
 
 from aiohttp import web
 
-from kapal.errors import Invalid
+from kapal.errors import Invalid, Unsupported
 
 from .api import COMMON_HEADERS, Router, engine_of, filters_of, flag, in_thread, json_body, json_response
 from .containers import Attacher, ContainerManager
@@ -80,7 +80,7 @@ async def container_attach(request: web.Request) -> web.StreamResponse:
     cid = request.match_info["id"]
     container = await in_thread(request, mgr.get, cid)
     if not flag(request, "stream", True):
-        raise Invalid("attach without stream=1 (logs only) is not supported yet")
+        raise Unsupported("attach without stream=1 (logs only) is not supported by this engine yet")
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -180,7 +180,7 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     mgr = manager(request)
     c = await in_thread(request, mgr.get, request.match_info["id"])
     if flag(request, "follow"):
-        raise Invalid("logs --follow is not supported yet")
+        raise Unsupported("logs --follow is not supported by this engine yet")
     want = {"stdout": flag(request, "stdout"), "stderr": flag(request, "stderr")}
     out = bytearray()
     try:
