@@ -259,13 +259,7 @@ def _pull(name: str, quiet: bool = False, platform: str | None = None, out=None,
         for _ in msgs:
             pass
     else:
-        first = True
-        for msg in msgs:
-            if first and msg.get("status", "").startswith("Pulling from"):
-                print(f"{msg.get('id')}: {msg['status']}", file=out, flush=True)
-                first = False
-                continue
-            print_stream([msg], out)
+        print_stream(msgs, out)
     print(str(ref), file=out)
     return 0
 
