@@ -17,12 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from kapal.errors import Invalid
+from kapal.errors import Invalid, KapalError
 
 from . import digest as digests
 from . import manifests as mf
 from .images import ImageStore
-from .reference import Reference
+from .reference import Reference, parse
 from .registry import Credentials, RegistryClient, RegistryConfig
 from .singleflight import SingleFlight
 
@@ -201,7 +201,8 @@ class Distribution:
         blobs = [self.store.ensure_layer_blob(layer) for layer in image.layers]
         for blob in reversed(blobs):
             emit({"status": "Preparing", "progressDetail": {}, "id": digests.short(blob.digest)})
-        futures = [self._pool.submit(self._push_blob, client, repo, blob, emit) for blob in blobs]
+        sources = self._mount_sources(ref, image.id)
+        futures = [self._pool.submit(self._push_blob, client, repo, blob, emit, sources) for blob in blobs]
         for f in futures:
             f.result()
         config_desc = mf.Descriptor(mf.DOCKER_CONFIG, image.id, len(image.config_bytes))
@@ -231,11 +232,34 @@ class Distribution:
         emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": manifest_digest, "Size": len(body)}})
         return manifest_digest
 
-    def _push_blob(self, client: RegistryClient, repo: str, blob: mf.Descriptor, emit: Progress) -> None:
+    def _mount_sources(self, ref: Reference, skip_image: str) -> dict[str, str]:
+        """Blob digest → another repository on the same registry that has it (for cross-repo mounts)."""
+        out: dict[str, str] = {}
+        for image in self.store.list():
+            repos = {parse(r).path for r in image.repo_tags + image.repo_digests if parse(r).domain == ref.domain}
+            repos.discard(ref.path)
+            if not repos:
+                continue
+            for layer in image.layers:
+                if layer.blob is not None:
+                    out.setdefault(layer.blob.digest, sorted(repos)[0])
+        return out
+
+    def _push_blob(
+        self, client: RegistryClient, repo: str, blob: mf.Descriptor, emit: Progress, sources: dict[str, str]
+    ) -> None:
         layer_id = digests.short(blob.digest)
         if client.blob_exists(repo, blob.digest, "pull,push"):
             emit({"status": "Layer already exists", "progressDetail": {}, "id": layer_id})
             return
+        source = sources.get(blob.digest)
+        if source is not None:
+            try:
+                if client.mount_blob(repo, blob.digest, source):
+                    emit({"status": f"Mounted from {source}", "progressDetail": {}, "id": layer_id})
+                    return
+            except KapalError:
+                pass  # a registry that refuses mounts gets the blob uploaded
         emit({"status": "Waiting", "progressDetail": {}, "id": layer_id})
         pushing = _Throttle(emit, layer_id, "Pushing", blob.size)
         with self.store.content.open(blob.digest) as f:

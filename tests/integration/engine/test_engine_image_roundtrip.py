@@ -55,7 +55,8 @@ def test_round_trip(engine, registry, rootfs_tar, unique):
     layers = json.loads(engine.ok("inspect", "--format", "{{json .RootFS.Layers}}", changed))
     base_layers = json.loads(engine.ok("inspect", "--format", "{{json .RootFS.Layers}}", base))
     assert layers[: len(base_layers)] == base_layers and len(layers) == len(base_layers) + 1
-    engine.ok("push", changed)
+    pushed = engine.ok("push", changed)
+    assert f"Mounted from {unique}/base" in pushed  # the base layer is mounted across repositories, not re-sent
     tars = registry_layers(registry, f"{unique}/changed", "1")
     assert ["sha256:" + hashlib.sha256(t).hexdigest() for t in tars] == layers
 
