@@ -122,7 +122,10 @@ def test_objects_without_managed_fields_start_with_before_first_apply():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({**_config(), "spec": {**_config()["spec"], "foo": 1}}, ".spec.foo: field not declared in schema"),
+    ({**_config(), "spec": {**_config()["spec"], "foo": 1}},
+     r"failed to create typed patch object \(default/web; apps/v1, Kind=Deployment\): "
+     r"\.spec\.foo: field not declared in schema"),
+    ({**_config(), "spec": {**_config()["spec"], "replicas": "3"}}, "cannot unmarshal string into Go struct field"),
     ({**_config(), "kind": "StatefulSet"}, "is a StatefulSet of apps/v1"),
     ({"metadata": {"name": "web"}}, "apiVersion and kind must be set"),
     ("text", "must be a YAML or JSON object"),

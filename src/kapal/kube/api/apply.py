@@ -172,8 +172,13 @@ def apply(live: Obj | None, applied: Obj, r: ResourceType, manager: str, force: 
         raise Invalid("fieldManager is required for apply requests")
     _check_type(applied, r)
     unknown = schemas.unknown_fields(applied, r)
-    if unknown:
-        raise Invalid(schemas.field_not_declared_message(unknown))
+    wrong_type = schemas.type_error(applied, r)
+    if unknown or wrong_type:
+        meta = applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+        ident = "/".join(str(x) for x in (meta.get("namespace"), meta.get("name")) if x)
+        gvk = f"{r.api_version}, Kind={r.kind}"
+        detail = schemas.field_not_declared_message(unknown) if unknown else wrong_type
+        raise Invalid(f"failed to create typed patch object ({ident}; {gvk}): {detail}")
     schema = schemas.for_resource(r)
     config = copy.deepcopy(applied)
     if "status" in r.subresources and subresource == "":
