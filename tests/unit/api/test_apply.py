@@ -142,3 +142,22 @@ def test_client_sent_managed_fields_replace_or_reset_the_stored_ones():
     reset["spec"]["paused"] = True
     out = apply.track_update(live, reset, DEPLOYMENT, "kubectl-edit", now=NOW)
     assert [m["manager"] for m in out["metadata"]["managedFields"]] == ["kubectl-edit"]
+
+
+def test_moving_from_client_side_to_server_side_apply_is_no_conflict():
+    import json
+
+    manifest = _config(replicas=2)
+    live = copy.deepcopy(manifest)
+    live["metadata"]["annotations"] = {apply.LAST_APPLIED: json.dumps(manifest)}
+    _stored(live)
+    live = apply.track_update(None, live, DEPLOYMENT, "kubectl-client-side-apply", now=NOW)
+    out = apply.apply(live, _config(replicas=3), DEPLOYMENT, "kubectl", now=NOW)
+    assert out["spec"]["replicas"] == 3
+    assert json.loads(out["metadata"]["annotations"][apply.LAST_APPLIED])["spec"]["replicas"] == 3
+    with pytest.raises(Conflict, match="kubectl-client-side-apply"):
+        apply.apply(live, _config(replicas=3), DEPLOYMENT, "someone-else", now=NOW)
+    drifted = copy.deepcopy(live)
+    drifted["spec"]["replicas"] = 7  # the annotation no longer describes the object: real conflicts again
+    with pytest.raises(Conflict):
+        apply.apply(drifted, _config(replicas=3), DEPLOYMENT, "kubectl", now=NOW)

@@ -4,6 +4,9 @@
   schema's list/map semantics, records what the manager applied (operation Apply), prunes fields it applied
   last time and no longer applies (unless someone else owns them), and refuses to change fields other
   managers own (409 with FieldManagerConflict causes) unless `force`.
+- For manager `kubectl` (what `kubectl apply --server-side` sends), conflicts on fields the client-side apply
+  annotation vouches for are no conflicts, and that annotation is kept in step, as upstream does when users
+  move from client-side to server-side apply.
 - `track_update(old, new, r, manager, operation, subresource)`: records ordinary create/update/patch
   (operation Update): the updater takes the fields it added or changed, other managers lose them and lose
   what was removed.
@@ -29,6 +32,8 @@ from kapal.kube.meta.resources import ResourceType
 
 Obj = dict[str, Any]
 BEFORE_FIRST_APPLY = "before-first-apply"
+KUBECTL = "kubectl"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 _SERVER_METADATA = ("name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation",
                     "managedFields", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -211,6 +216,9 @@ def apply(live: Obj | None, applied: Obj, r: ResourceType, manager: str, force: 
             continue
         for path in sorted(other.fields & changed):
             conflicts.append((other, path))
+    if conflicts and not force and manager == KUBECTL and live is not None:
+        allowed = _last_applied_fields(live_obj, live, r, schema)
+        conflicts = [(m, p) for m, p in conflicts if p not in allowed]
     if conflicts and not force:
         raise _conflict_error(conflicts)
     for ident, other in list(managers.items()):
@@ -221,8 +229,40 @@ def apply(live: Obj | None, applied: Obj, r: ResourceType, manager: str, force: 
         if not other.fields:
             del managers[ident]
     _drop_nulls(merged)
-    merged.setdefault("metadata", {})["managedFields"] = encode_managers(managers)
+    meta = merged.setdefault("metadata", {})
+    if manager == KUBECTL and LAST_APPLIED in (meta.get("annotations") or {}):
+        meta["annotations"][LAST_APPLIED] = _last_applied_value(applied)
+    meta["managedFields"] = encode_managers(managers)
     return merged
+
+
+def _last_applied_fields(live_obj: Obj, live: Obj, r: ResourceType, schema: dict[str, Any]) -> FieldSet:
+    """Fields kubectl's client-side apply annotation vouches for: moving them to server-side apply is no conflict.
+
+    Only when the annotation still describes the live object (merging it changes nothing), as upstream checks.
+    """
+    text = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return set()
+    try:
+        last = json.loads(text)
+    except ValueError:
+        return set()
+    if not isinstance(last, dict):
+        return set()
+    added, modified, _ = fieldset.compare(live_obj, fieldset.merge(live_obj, last, schema), schema)
+    if added or modified:
+        return set()
+    return _tracked(fieldset.field_set(last, schema), r, "")
+
+
+def _last_applied_value(applied: Obj) -> str:
+    """The client-side apply annotation kubectl would write for this configuration (kept in sync for downgrades)."""
+    config = copy.deepcopy(applied)
+    annotations = (config.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+    return json.dumps(config, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def _check_type(applied: Obj, r: ResourceType) -> None:
