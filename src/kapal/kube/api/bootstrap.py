@@ -79,9 +79,17 @@ async def run(rest: Rest) -> None:
             await ensure(rest, r, obj, reconcile=True)
     await kubernetes_service(rest)
     if ctx.config.default_service_accounts:
-        for entry in list(ctx.cache.resource(("", "namespaces")).items.values()):
-            await default_service_account(rest, entry.obj["metadata"]["name"])
-        ctx.cache.add_listener(lambda key, ev: _on_namespace(rest, key, ev))
+        await ctx.cache.fresh()
+        names = {e.obj["metadata"]["name"] for e in ctx.cache.resource(("", "namespaces")).items.values()}
+        for name in sorted(names | set(SYSTEM_NAMESPACES)):
+            await default_service_account(rest, name)
+        ctx.cache.add_listener(lambda key, ev: _on_service_account(rest, key, ev))
+
+        async def new_namespace(r: ResourceType, obj: dict[str, Any]) -> None:
+            if r.storage_key == ("", "namespaces"):
+                await default_service_account(rest, obj["metadata"]["name"])
+
+        ctx.after_create.append(new_namespace)
 
 
 async def kubernetes_service(rest: Rest) -> None:
@@ -122,13 +130,8 @@ async def default_service_account(rest: Rest, namespace: str) -> None:
         pass
 
 
-def _on_namespace(rest: Rest, storage_key: tuple[str, str], ev: CacheEvent) -> None:
-    if storage_key == ("", "namespaces") and ev.type == "ADDED":
-        name = ev.entry.obj["metadata"]["name"]
-        task = asyncio.get_running_loop().create_task(default_service_account(rest, name))
-        rest.ctx.extra.setdefault("tasks", set()).add(task)
-        task.add_done_callback(rest.ctx.extra["tasks"].discard)
-    elif storage_key == ("", "serviceaccounts") and ev.type == "DELETED":
+def _on_service_account(rest: Rest, storage_key: tuple[str, str], ev: CacheEvent) -> None:
+    if storage_key == ("", "serviceaccounts") and ev.type == "DELETED":
         meta = ev.entry.obj["metadata"]
         if meta.get("name") == "default":
             task = asyncio.get_running_loop().create_task(default_service_account(rest, meta["namespace"]))

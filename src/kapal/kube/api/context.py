@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from kapal.kube.api.config import ApiServerConfig
 from kapal.kube.api.metrics import Metrics
 from kapal.kube.api.store import ObjectStore
 from kapal.kube.api.tokens import Signer
+from kapal.kube.meta.resources import ResourceType
 from kapal.kube.storage import Backend
 
 if TYPE_CHECKING:
@@ -35,3 +37,5 @@ class ApiContext:
     port: int = 0
     ready: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Awaited after each stored create (e.g. a new namespace gets its `default` ServiceAccount at once).
+    after_create: list[Callable[[ResourceType, dict[str, Any]], Awaitable[None]]] = field(default_factory=list)

@@ -134,10 +134,10 @@ def strategic_merge_patch(obj: dict[str, Any], patch: Any, r: ResourceType) -> d
 
 
 def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], r: ResourceType, manager: str,
-                      force: bool) -> dict[str, Any]:
+                      force: bool, subresource: str = "") -> dict[str, Any]:
     m = _module("apply")
     if m is not None:
-        return m.apply(live, applied, r, manager, force)
+        return m.apply(live, applied, r, manager, force, subresource)
     return _merge(live or {}, applied)
 
 

@@ -375,11 +375,11 @@ class Rest:
         if r.namespaced and body_ns and namespace and body_ns != namespace:
             raise errors.Invalid("the namespace of the provided object does not match the namespace sent on the "
                                  "request")
-        pure.apply_defaults(r, obj)
         causes = objects.prepare_create(r, obj, namespace)
         name = meta.get("name") or meta.get("generateName") or ""
         if causes:
             raise status.invalid(r, name, causes)
+        pure.apply_defaults(r, obj)
         await self.ctx.admission.create(r, obj, dry_run)
         try:
             causes = pure.validate(r, obj, None)
@@ -389,11 +389,14 @@ class Rest:
                 obj = pure.track_update(None, obj, r, manager, "Update")
             if dry_run:
                 return obj
-            return await self.ctx.store.create(r, obj)
+            created = await self.ctx.store.create(r, obj)
         except BaseException:
             if not dry_run:
                 self.ctx.admission.undo_create(r, obj)
             raise
+        for hook in self.ctx.after_create:
+            await hook(r, created)
+        return created
 
     # --- update ---------------------------------------------------------------------------------------------------
 
@@ -504,7 +507,7 @@ class Rest:
                 raise status.conflict(r, info.name, status.STALE)
             live = pure.convert(current, srs, r) if srs is not r else current
             if apply:
-                new = pure.server_side_apply(live, patch, r, manager, force)
+                new = pure.server_side_apply(live, patch, r, manager, force, sub)
             elif ctype == codec.JSON_PATCH:
                 new = pure.json_patch(live, patch)
             elif ctype == codec.MERGE_PATCH:

@@ -458,8 +458,9 @@ async def serve(config: ApiServerConfig) -> RunningApiServer:
     admission.repair()
 
     app = web.Application(client_max_size=config.max_request_bytes * 4, handler_args={"max_field_size": 65536})
-    app.router.add_route("*", "/{tail:.*}", Frontend(ctx))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    app.router.add_route("*", "/{tail:.*}", Frontend(ctx).__call__)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                           handler_cancellation=True)
     await runner.setup()
     host = None if config.bind_address in ("0.0.0.0", "::", "") else config.bind_address
     sock = socket.socket(socket.AF_INET6 if host and ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -506,6 +507,15 @@ class ServerThread:
         if self.server is not None:
             asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
             self.server = None
+
+        async def cancel_the_rest() -> None:
+            me = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not me]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
