@@ -124,7 +124,6 @@ def test_apply_replace_edit_and_describe(kubectl, tmp_path):
 
 
 def test_server_side_apply_records_field_managers(kubectl, tmp_path):
-    pytest.importorskip("kapal.kube.api.apply", reason="managedFields come from kapal.kube.api.apply (not landed)")
     k, ns = kubectl, kubectl.ns
     manifest = tmp_path / "ssa.yaml"
     manifest.write_text(DEPLOYMENT.format(ns=ns, replicas=1).replace("name: web", "name: ssa", 1))
@@ -138,8 +137,6 @@ def test_server_side_apply_records_field_managers(kubectl, tmp_path):
         "deployment.apps/ssa serverside-applied\n"
 
 
-@pytest.mark.xfail(strict=True, reason="needs upstream's last-applied upgrade in kapal.kube.api.apply "
-                                        "(.coord/requests-logic.md)")
 def test_client_side_apply_upgrades_to_server_side(kubectl, tmp_path):
     k, ns = kubectl, kubectl.ns
     manifest = tmp_path / "upgrade.yaml"
