@@ -61,10 +61,11 @@ def test_initial_state_then_live_events():
     async def body():
         b, c = await _started()
         w = c.subscribe(PODS, Filter(namespace="a"), None)
-        assert w.queue.get_nowait()[0] == "ADDED"
+        assert w.pending.popleft()[0] == "ADDED"
         await b.create(object_key(PODS, "b", "elsewhere"), _pod("elsewhere", "b"))
         await b.create(object_key(PODS, "a", "p2"), _pod("p2"))
-        kind, entry = await asyncio.wait_for(w.queue.get(), 2)
+        assert await w.wait(2)
+        kind, entry = w.pending.popleft()
         assert (kind, entry.obj["metadata"]["name"]) == ("ADDED", "p2")
         assert entry.obj["metadata"]["resourceVersion"] == str(entry.revision)
         await c.stop()
@@ -80,8 +81,8 @@ def test_resume_after_a_revision_replays_only_later_events():
         await b.update(kv.key, _pod("p2", labels={"v": "2"}), kv.mod_revision)
         assert await c.fresh()
         w = c.subscribe(PODS, Filter(), mark)
-        got = [w.queue.get_nowait()[0] for _ in range(2)]
-        assert got == ["ADDED", "MODIFIED"] and w.queue.empty()
+        got = [w.pending.popleft()[0] for _ in range(2)]
+        assert got == ["ADDED", "MODIFIED"] and not w.pending
         await c.stop()
 
     run(body())
@@ -94,12 +95,13 @@ def test_selector_transitions_become_added_and_deleted():
         key = object_key(PODS, "a", "p1")
         kv = await b.get(key)
         kv = await b.update(key, _pod("p1", labels={"app": "db"}), kv.mod_revision)
-        kind, entry = await asyncio.wait_for(w.queue.get(), 2)
+        assert await w.wait(2)
+        kind, entry = w.pending.popleft()
         assert kind == "DELETED" and entry.obj["metadata"]["labels"] == {"app": "web"}
         assert entry.revision == kv.mod_revision
         await b.update(key, _pod("p1", labels={"app": "web"}), kv.mod_revision)
-        kind, _ = await asyncio.wait_for(w.queue.get(), 2)
-        assert kind == "ADDED"
+        assert await w.wait(2)
+        assert w.pending.popleft()[0] == "ADDED"
         await c.stop()
 
     run(body())
@@ -132,7 +134,7 @@ def test_overflowing_watcher_is_ended():
         for i in range(5):
             await b.create(object_key(PODS, "a", f"o{i}"), _pod(f"o{i}"))
         assert await c.fresh()
-        assert w.overflowed and await asyncio.wait_for(w.queue.get(), 1) is None
+        assert w.overflowed and list(w.pending) == [None]
         await c.stop()
 
     run(body())

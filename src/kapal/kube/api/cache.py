@@ -131,30 +131,59 @@ class Filter:
 
 
 class Watcher:
-    """A subscription: the cache pushes classified events into a bounded queue; overflow ends the watch."""
+    """A subscription: the cache pushes classified events into a bounded buffer; overflow ends the watch.
+
+    A deque and one future per wait (rather than an asyncio.Queue and wait_for) keep the fan-out of one
+    event to thousands of watchers cheap.
+    """
+
+    __slots__ = ("filter", "pending", "maxsize", "overflowed", "last_revision", "_waiter")
 
     def __init__(self, filt: Filter, maxsize: int) -> None:
         self.filter = filt
-        self.queue: asyncio.Queue[tuple[str, Entry] | None] = asyncio.Queue(maxsize)
+        self.pending: deque[tuple[str, Entry] | None] = deque()
+        self.maxsize = maxsize
         self.overflowed = False
         self.last_revision = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _put(self, item: tuple[str, Entry] | None) -> None:
+        if item is not None and len(self.pending) >= self.maxsize:
+            self.overflowed = True
+            self.pending.clear()
+            item = None
+        self.pending.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def push(self, ev: CacheEvent) -> None:
         out = self.filter.classify(ev)
-        if out is None:
-            return
-        try:
-            self.queue.put_nowait(out)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(None)
+        if out is not None:
+            self._put(out)
 
     def close(self) -> None:
+        self._put(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to timeout seconds for something to read; True when there is."""
+        if self.pending:
+            return True
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        handle = loop.call_later(max(timeout, 0.0), _wake, fut)
         try:
-            self.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            self.overflowed = True
+            await fut
+        finally:
+            handle.cancel()
+            self._waiter = None
+        return bool(self.pending)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ResourceCache:
@@ -343,7 +372,7 @@ class WatchCache:
             for key in rc.sorted_keys():
                 entry = rc.items[key]
                 if filt.matches(entry):
-                    w.queue.put_nowait(("ADDED", entry))
+                    w.pending.append(("ADDED", entry))
             w.last_revision = self.revision
         else:
             if after < rc.floor:

@@ -143,8 +143,8 @@ async def _from_cache(rest: Rest, resp: web.StreamResponse, encoder: _Encoder, w
     last_rev = w.last_revision
     if initial_end_bookmark:
         lines = []
-        while not w.queue.empty():
-            item = w.queue.get_nowait()
+        while w.pending:
+            item = w.pending.popleft()
             if item is None:
                 return
             lines.append(encoder.event(item[0], item[1]))
@@ -156,23 +156,20 @@ async def _from_cache(rest: Rest, resp: web.StreamResponse, encoder: _Encoder, w
         now = time.monotonic()
         if now >= deadline:
             return
-        wait = min(deadline, next_bookmark if bookmarks else deadline) - now
-        try:
-            item = await asyncio.wait_for(w.queue.get(), max(wait, 0.001))
-        except TimeoutError:
+        if not await w.wait(min(deadline, next_bookmark if bookmarks else deadline) - now):
             if bookmarks and time.monotonic() >= next_bookmark:
                 await resp.write(encoder.bookmark(max(ctx.cache.revision, last_rev)))
                 next_bookmark = time.monotonic() + interval
             continue
-        if item is None:
-            return
-        lines = [encoder.event(item[0], item[1])]
-        while not w.queue.empty() and len(lines) < 256:
-            more = w.queue.get_nowait()
-            if more is None:
-                await resp.write(b"".join(lines))
+        lines = []
+        while w.pending and len(lines) < 512:
+            item = w.pending.popleft()
+            if item is None:
+                if lines:
+                    await resp.write(b"".join(lines))
                 return
-            lines.append(encoder.event(more[0], more[1]))
+            lines.append(encoder.event(item[0], item[1]))
+            last_rev = item[1].revision
         await resp.write(b"".join(lines))
 
 
