@@ -114,3 +114,34 @@ def test_watch_sees_writes_made_while_it_waits(apiserver, unique):
         v1.create_namespaced_config_map(unique, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name)))
     t.join(15)
     assert got == ["ADDED first", "ADDED second", "ADDED third"]
+
+
+def test_metrics_count_requests(apiserver):
+    entry = load_kubeconfig(apiserver.kubeconfig)
+    _get(apiserver, "/api/v1/namespaces/default/configmaps", entry.ssl_context())
+    code, body = _get(apiserver, "/metrics", entry.ssl_context())
+    assert code == 200
+    text = body.decode()
+    assert "# TYPE apiserver_request_total counter" in text
+    assert 'apiserver_request_total{verb="LIST",group="",version="v1",resource="configmaps"' in text
+    assert "apiserver_request_duration_seconds_bucket" in text
+
+
+def test_delete_collection_and_subject_access_review(apiserver, unique):
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(apiserver.kubeconfig))
+    v1 = client.CoreV1Api(api)
+    v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=unique)))
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        v1.create_namespaced_config_map(unique, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=name, labels={"tier": tier})))
+    v1.delete_collection_namespaced_config_map(unique, label_selector="tier=x")
+    assert [c.metadata.name for c in v1.list_namespaced_config_map(unique).items] == ["c"]
+    sar = client.AuthorizationV1Api(api).create_subject_access_review({"spec": {
+        "user": "nobody", "groups": ["system:authenticated"],
+        "resourceAttributes": {"verb": "get", "resource": "configmaps", "namespace": unique}}})
+    assert sar.status.allowed is False
+    sar = client.AuthorizationV1Api(api).create_subject_access_review({"spec": {
+        "user": "root", "groups": ["system:masters"], "resourceAttributes": {"verb": "delete", "resource": "nodes"}}})
+    assert sar.status.allowed is True
