@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from kapal import errors
-from kapal.kube.api import codec
 from kapal.kube.api.authn import UserInfo
 from kapal.kube.api.authz import Attributes
 from kapal.kube.api.requestinfo import RequestInfo
@@ -110,6 +109,3 @@ def _token_review(rest: Rest, spec: dict[str, Any]) -> dict[str, Any]:
             out["audiences"] = list(auds)
     return out
 
-
-def decode(request_body: bytes, content_type: str | None) -> dict[str, Any]:
-    return codec.require_object(codec.decode_body(content_type, request_body).body)

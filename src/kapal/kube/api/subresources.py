@@ -21,7 +21,7 @@ from kapal.kube.api.requestinfo import RequestInfo
 from kapal.kube.api.rest import json_response, storage_resource
 from kapal.kube.api.status import Cause
 from kapal.kube.api.store import resource_version
-from kapal.kube.meta.resources import ResourceType, lookup
+from kapal.kube.meta.resources import lookup
 from kapal.kube.meta.selectors import label_selector_from_dict
 
 if TYPE_CHECKING:
@@ -290,6 +290,3 @@ async def token(rest: Rest, request: web.Request, info: RequestInfo) -> web.Resp
         out["spec"].pop("boundObjectRef")
     return json_response(201, out)
 
-
-def scale_resource(r: ResourceType) -> bool:
-    return "scale" in r.subresources
