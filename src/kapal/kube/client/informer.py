@@ -23,7 +23,7 @@ from kapal.kube.meta.resources import ResourceType
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class EventHandler:
     """What a consumer wants to hear. Handlers must be quick and never modify the objects they are given."""
 
@@ -73,6 +73,10 @@ class Informer:
                 self._call(handler.on_add, obj)
         if handler.resync_period > 0 and self._task is not None:
             self._resync_tasks.append(asyncio.create_task(self._resync(handler)))
+
+    def remove_handler(self, handler: EventHandler) -> None:
+        if handler in self.handlers:
+            self.handlers.remove(handler)
 
     def add_index(self, name: str, func: IndexFunc) -> None:
         self.indexer.add_index(name, func)

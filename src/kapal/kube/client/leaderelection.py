@@ -181,3 +181,14 @@ class LeaderElector:
         except (errors.KapalError, TimeoutError) as e:
             log.warning("releasing lease %s/%s failed: %s", cfg.lease_namespace, cfg.lease_name, e)
         self._observed = None
+
+
+async def lead_forever(elector: LeaderElector | None, term: Callable[[], Awaitable[None]]) -> None:
+    """Run `term()` for every leadership term (at once and only once without an elector) until cancelled.
+    A lost Lease cancels the term; the next term starts when the Lease is won again."""
+    if elector is None:
+        await term()
+        return
+    while True:
+        await elector.run(term)
+        await asyncio.sleep(elector.config.retry_period)

@@ -1,0 +1,109 @@
+"""`kapal scheduler` as a library: settings, the identity it talks with, leader election, health endpoints.
+
+    await run_scheduler(SchedulerConfig(kubeconfig=path), stop_event)
+
+Each leadership term builds a fresh Scheduler from the (shared) informer caches; losing the Lease stops
+scheduling until it is won again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kapal.kube.client.client import ApiClient
+from kapal.kube.client.config import ClientConfig
+from kapal.kube.client.healthz import HealthServer
+from kapal.kube.client.informer import InformerFactory
+from kapal.kube.client.leaderelection import LeaderElectionConfig, LeaderElector, lead_forever
+from kapal.kube.scheduler.scheduler import Scheduler, SchedulerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LeaderElectionFlags:
+    leader_elect: bool = True
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    resource_namespace: str = "kube-system"
+    resource_name: str = ""
+
+
+@dataclass
+class SchedulerConfig:
+    kubeconfig: Path | None = None
+    settings: SchedulerSettings = field(default_factory=SchedulerSettings)
+    leader_election: LeaderElectionFlags = field(default_factory=lambda: LeaderElectionFlags(
+        resource_name="kube-scheduler"))
+    kube_api_qps: float = 0.0
+    kube_api_burst: int = 0
+    bind_address: str = "0.0.0.0"
+    secure_port: int = 0  # 0: no health endpoint (upstream serves 10259)
+
+
+def make_client(kubeconfig: str | os.PathLike[str], user_agent: str, qps: float = 0.0, burst: int = 0) -> ApiClient:
+    from kapal.kube.pki import load_kubeconfig
+
+    return ApiClient(ClientConfig.from_kubeconfig(load_kubeconfig(kubeconfig), user_agent=user_agent, qps=qps,
+                                                  burst=burst))
+
+
+def self_signed_ssl(name: str) -> Any:
+    """A throwaway serving certificate for the health endpoint, as upstream components make for themselves."""
+    import ssl
+
+    from kapal.kube import pki
+
+    ca = pki.new_ca(f"{name}-ca@self-signed")
+    leaf = pki.issue(ca, f"{name}@self-signed", dns_names=["localhost"], ip_addresses=["127.0.0.1"], server=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pki.load_cert_chain_pem(ctx, leaf.cert_pem(), leaf.key_pem())
+    return ctx
+
+
+async def run_scheduler(config: SchedulerConfig, stop: asyncio.Event, *, client: ApiClient | None = None,
+                        informers: InformerFactory | None = None) -> None:
+    """Schedule pods until `stop` is set. Pass `informers` to share one cache with other components."""
+    own_client = client is None
+    if client is None:
+        if config.kubeconfig is None:
+            raise ValueError("run_scheduler needs a kubeconfig or a client")
+        client = make_client(config.kubeconfig, "kube-scheduler/kapal", config.kube_api_qps, config.kube_api_burst)
+    own_informers = informers is None
+    factory = informers or InformerFactory(client)
+    le = config.leader_election
+    elector = None
+    if le.leader_elect:
+        elector = LeaderElector(client, LeaderElectionConfig(
+            le.resource_name or "kube-scheduler", le.resource_namespace, lease_duration=le.lease_duration,
+            renew_deadline=le.renew_deadline, retry_period=le.retry_period))
+    health = None
+    if config.secure_port:
+        health = HealthServer(config.bind_address, config.secure_port, self_signed_ssl("kube-scheduler"))
+        await health.start()
+
+    async def term() -> None:
+        await Scheduler(client, factory, config.settings).run()
+
+    work = asyncio.create_task(lead_forever(elector, term), name="kube-scheduler")
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done() and work.exception() is not None:
+            raise work.exception()  # type: ignore[misc]
+    finally:
+        for t in (work, stopper):
+            t.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+        if health is not None:
+            await health.stop()
+        if own_informers:
+            await factory.stop()
+        if own_client:
+            await client.close()
