@@ -237,3 +237,26 @@ def test_watch_resource_version_semantics(api, ns):
     from_rv = [(e["type"], e["object"].metadata.name) for e in watch.Watch().stream(
         core.list_namespaced_secret, ns, resource_version=rv, timeout_seconds=1)]
     assert from_rv == [("ADDED", "s2")]
+
+
+def test_certificate_signing_request_flow(api):
+    import base64
+
+    from kubernetes import client
+
+    from kapal.kube import pki
+
+    csr_pem, _ = pki.new_csr("system:node:n1", organizations=["system:nodes"])
+    certs = client.CertificatesV1Api(api)
+    csr = certs.create_certificate_signing_request({"metadata": {"name": "node-csr"}, "spec": {
+        "request": base64.b64encode(csr_pem).decode(), "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+        "usages": ["digital signature", "client auth"], "username": "someone-else"}})
+    assert csr.spec.username == "kubernetes-admin" and "system:masters" in csr.spec.groups
+    csr.status = client.V1CertificateSigningRequestStatus(conditions=[client.V1CertificateSigningRequestCondition(
+        type="Approved", status="True", reason="Test", message="ok")])
+    certs.replace_certificate_signing_request_approval("node-csr", csr)
+    got = certs.read_certificate_signing_request("node-csr")
+    assert [c.type for c in got.status.conditions] == ["Approved"]
+    certs.patch_certificate_signing_request_status("node-csr", {"status": {"certificate": base64.b64encode(
+        b"-----BEGIN CERTIFICATE-----\n").decode()}})
+    assert certs.read_certificate_signing_request("node-csr").status.certificate

@@ -14,6 +14,7 @@ from typing import Any
 from kapal.errors import Invalid
 from kapal.kube.api import status
 from kapal.kube.api.allocator import IPAllocator, PortAllocator, service_ips, service_node_ports
+from kapal.kube.api.authn import UserInfo
 from kapal.kube.api.cache import CacheEvent, WatchCache
 from kapal.kube.api.status import Cause
 from kapal.kube.api.store import ObjectStore
@@ -89,7 +90,7 @@ class Admission:
 
     # --- create ---------------------------------------------------------------------------------------------------
 
-    async def create(self, r: ResourceType, obj: dict[str, Any], dry_run: bool) -> None:
+    async def create(self, r: ResourceType, obj: dict[str, Any], dry_run: bool, user: UserInfo | None = None) -> None:
         meta = obj["metadata"]
         name = meta.get("name", "")
         if r.namespaced and r.kind not in REVIEW_KINDS:
@@ -109,6 +110,18 @@ class Admission:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
             spec = obj.setdefault("spec", {})
             spec.setdefault("finalizers", ["kubernetes"])
+        elif key == ("certificates.k8s.io", "certificatesigningrequests") and user is not None:
+            # The requester is whoever asked, whatever the body claims (signers and approvers rely on it).
+            spec = obj.setdefault("spec", {})
+            spec["username"], spec["groups"] = user.name, list(user.groups)
+            if user.uid:
+                spec["uid"] = user.uid
+            else:
+                spec.pop("uid", None)
+            if user.extra:
+                spec["extra"] = user.extra
+            else:
+                spec.pop("extra", None)
 
     async def namespace_lifecycle(self, r: ResourceType, namespace: str, name: str) -> None:
         ns = await self._get(_NAMESPACES, None, namespace)

@@ -365,11 +365,11 @@ class Rest:
         srs = storage_resource(r)
         if srs is not r:
             obj = pure.convert(obj, r, srs)
-        created = await self.create_object(srs, obj, info.namespace, manager, dry, "Update")
+        created = await self.create_object(srs, obj, info.namespace, manager, dry, "Update", user)
         return self.render_object(request, r, created, 201, warnings)
 
     async def create_object(self, r: ResourceType, obj: dict[str, Any], namespace: str | None, manager: str,
-                            dry_run: bool, operation: str) -> dict[str, Any]:
+                            dry_run: bool, operation: str, user: UserInfo | None = None) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
         body_ns = meta.get("namespace")
         if r.namespaced and body_ns and namespace and body_ns != namespace:
@@ -380,7 +380,7 @@ class Rest:
         if causes:
             raise status.invalid(r, name, causes)
         pure.apply_defaults(r, obj)
-        await self.ctx.admission.create(r, obj, dry_run)
+        await self.ctx.admission.create(r, obj, dry_run, user)
         try:
             causes = pure.validate(r, obj, None)
             if causes:
@@ -425,7 +425,7 @@ class Rest:
         if current is None:
             if sub or srs.storage_key not in CREATE_ON_UPDATE:
                 raise status.not_found(r, info.name)
-            created = await self.create_object(srs, obj, info.namespace, manager, dry, "Update")
+            created = await self.create_object(srs, obj, info.namespace, manager, dry, "Update", user)
             return self.render_object(request, r, created, 201, warnings)
         if expected and expected != resource_version(current):
             raise status.conflict(r, info.name, status.STALE)
@@ -543,7 +543,7 @@ class Rest:
             obj.setdefault("metadata", {})["name"] = info.name
             if srs is not r:
                 obj = pure.convert(obj, r, srs)
-            created = await self.create_object(srs, obj, info.namespace, manager, dry, "Apply")
+            created = await self.create_object(srs, obj, info.namespace, manager, dry, "Apply", user)
             return self.render_object(request, r, created, 201, warnings)
         return self.render_object(request, r, result, 200, warnings)
 

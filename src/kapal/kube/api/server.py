@@ -429,9 +429,19 @@ async def _compactor(ctx: ApiContext) -> None:
             log.exception("compaction failed")
 
 
+def _raise_fd_limit() -> None:
+    """Every watch holds a socket: allow as many as the hard limit permits."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def serve(config: ApiServerConfig) -> RunningApiServer:
     """Start an API server on config.secure_port (0: a free port) and return once it is ready."""
     started = time.monotonic()
+    _raise_fd_limit()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     pki_files = await asyncio.to_thread(ensure_pki, config)
     from kapal.kube.api import tokens
