@@ -260,3 +260,27 @@ def test_certificate_signing_request_flow(api):
     certs.patch_certificate_signing_request_status("node-csr", {"status": {"certificate": base64.b64encode(
         b"-----BEGIN CERTIFICATE-----\n").decode()}})
     assert certs.read_certificate_signing_request("node-csr").status.certificate
+
+
+def test_eviction_respects_disruption_budgets(api, ns):
+    from kubernetes import client
+
+    core, policy = client.CoreV1Api(api), client.PolicyV1Api(api)
+    core.create_namespaced_pod(ns, {"metadata": {"name": "guarded", "labels": {"app": "guarded"}}, "spec": {
+        "nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}})
+    core.patch_namespaced_pod_status("guarded", ns, {"status": {"phase": "Running"}})
+    policy.create_namespaced_pod_disruption_budget(ns, {"metadata": {"name": "pdb"}, "spec": {
+        "minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}})
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "guarded", "namespace": ns}}
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod_eviction("guarded", ns, eviction)
+    assert e.value.status == 429
+    assert json.loads(e.value.body)["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    policy.patch_namespaced_pod_disruption_budget_status("pdb", ns, {"status": {
+        "disruptionsAllowed": 1, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1,
+        "observedGeneration": 1}})
+    core.create_namespaced_pod_eviction("guarded", ns, eviction)
+    pod = core.read_namespaced_pod("guarded", ns)
+    assert pod.metadata.deletion_timestamp is not None
+    pdb = policy.read_namespaced_pod_disruption_budget("pdb", ns)
+    assert pdb.status.disruptions_allowed == 0 and "guarded" in pdb.status.disrupted_pods

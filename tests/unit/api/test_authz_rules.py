@@ -76,8 +76,12 @@ def test_default_policy_and_role_binding():
     admin = UserInfo("root", groups=("system:masters",))
     assert ok(admin, "delete", "", "", "nodes")
     node = UserInfo("system:node:n1", groups=("system:nodes", "system:authenticated"))
-    assert ok(node, "patch", "", "", "nodes", "status") and ok(node, "get", "x", "", "secrets")
-    assert not ok(node, "delete", "x", "", "secrets")
+    assert ok(node, "get", "x", "", "secrets") and not ok(node, "delete", "x", "", "secrets")
+    own = Attributes(node, "patch", "", "", "v1", "nodes", "status", "n1")
+    other = Attributes(node, "patch", "", "", "v1", "nodes", "status", "n2")
+    assert authz.authorize(own)[0] and not authz.authorize(other)[0]
+    lease = Attributes(node, "update", "kube-node-lease", "coordination.k8s.io", "v1", "leases", name="n2")
+    assert not authz.authorize(lease)[0]
     sched = UserInfo("system:kube-scheduler", groups=("system:authenticated",))
     assert ok(sched, "create", "x", "", "pods", "binding") and not ok(sched, "create", "x", "", "secrets")
 

@@ -153,16 +153,32 @@ class RBACAuthorizer:
 
 
 class NodeAuthorizer:
-    """Nodes (group system:nodes, user system:node:<name>) get the system:node role's access."""
+    """Nodes (group system:nodes, user system:node:<name>) get the system:node role's access, and may write only
+    their own Node, Lease and the status of pods bound to them (NodeRestriction's rules for those objects)."""
 
     _RULES = CLUSTER_ROLES["system:node"]["rules"]
+    _WRITES = ("create", "update", "patch", "delete")
+
+    def __init__(self, cache: WatchCache | None = None) -> None:
+        self.cache = cache
 
     def authorize(self, a: Attributes) -> tuple[bool, str]:
         if "system:nodes" not in a.user.groups or not a.user.name.startswith("system:node:"):
             return False, ""
-        if any(rule_allows(r, a) for r in self._RULES):
-            return True, "allowed by Node authorizer"
-        return False, ""
+        node = a.user.name[len("system:node:"):]
+        if not any(rule_allows(r, a) for r in self._RULES):
+            return False, ""
+        if a.is_resource and a.verb in self._WRITES and a.name:
+            if a.api_group == "" and a.resource == "nodes" and a.name != node:
+                return False, f"node {node!r} cannot modify node {a.name!r}"
+            if a.api_group == "coordination.k8s.io" and a.resource == "leases" and a.name != node:
+                return False, f"node {node!r} cannot modify lease {a.name!r}"
+            if a.api_group == "" and a.resource == "pods" and self.cache is not None:
+                pod = self.cache.get(("", "pods"), a.namespace, a.name)
+                bound = (pod.obj.get("spec") or {}).get("nodeName") if pod is not None else None
+                if pod is not None and bound != node:
+                    return False, f"node {node!r} can only modify pods bound to it"
+        return True, "allowed by Node authorizer"
 
 
 class Authorizer:
@@ -175,7 +191,7 @@ class Authorizer:
                 raise Invalid(f"--authorization-mode {m} is not supported by kapal; use Node,RBAC or AlwaysAllow")
         self.modes = modes
         self.rbac = RBACAuthorizer(cache) if "RBAC" in modes else None
-        self.node = NodeAuthorizer() if "Node" in modes else None
+        self.node = NodeAuthorizer(cache) if "Node" in modes else None
 
     def authorize(self, a: Attributes) -> tuple[bool, str]:
         if MASTERS in a.user.groups:
