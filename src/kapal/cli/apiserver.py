@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-bytes", type=int, default=3 * 1024 * 1024, help="largest accepted request body")
     p.add_argument("--watch-cache-size", type=int, default=1000, help="events kept per resource for watch resumes")
     p.add_argument("--min-request-timeout", type=int, default=1800, help="watch timeout base in seconds")
+    p.add_argument("--event-ttl", default="1h", help="how long Events are kept after their last write (default 1h)")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
     return p
 
@@ -88,7 +89,8 @@ def main(argv: list[str]) -> int:
         etcd_servers=[s for s in args.etcd_servers.split(",") if s],
         kubelet_client_certificate=args.kubelet_client_certificate, kubelet_client_key=args.kubelet_client_key,
         kubelet_certificate_authority=args.kubelet_certificate_authority, max_request_bytes=args.max_request_bytes,
-        watch_cache_size=args.watch_cache_size, min_request_timeout=args.min_request_timeout)
+        watch_cache_size=args.watch_cache_size, min_request_timeout=args.min_request_timeout,
+        event_ttl=float(_duration(args.event_ttl) or 3600))
     if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
         print("kapal apiserver: --tls-cert-file and --tls-private-key-file go together", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ NS = "watching"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     config = ApiServerConfig(data_dir=tmp_path_factory.mktemp("inproc"), secure_port=0, bind_address="127.0.0.1",
-                             bookmark_interval=0.3, watch_cache_size=5)
+                             bookmark_interval=0.3, watch_cache_size=5, event_ttl=4.0)
     thread = ServerThread(config)
     srv = thread.start()
     srv.ssl = load_kubeconfig(srv.admin_kubeconfig).ssl_context()
@@ -112,3 +112,16 @@ def test_new_namespace_gets_default_service_account_at_once(server):
         "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
     assert status == 201, body
     assert body["spec"]["serviceAccountName"] == "default"
+
+
+def test_events_expire_after_the_ttl(server):
+    old = {"metadata": {"name": "old"}, "involvedObject": {"kind": "Pod", "name": "x", "namespace": NS},
+           "reason": "Test", "message": "old news", "type": "Normal", "lastTimestamp": "2020-01-01T00:00:00Z"}
+    new = dict(old, metadata={"name": "new"}, lastTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    for ev in (old, new):
+        assert call(server, "POST", f"/api/v1/namespaces/{NS}/events", ev)[0] == 201
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and call(server, "GET", f"/api/v1/namespaces/{NS}/events/old")[0] != 404:
+        time.sleep(0.1)
+    assert call(server, "GET", f"/api/v1/namespaces/{NS}/events/old")[0] == 404
+    assert call(server, "GET", f"/api/v1/namespaces/{NS}/events/new")[0] == 200

@@ -38,6 +38,7 @@ class ApiServerConfig:
     bookmark_interval: float = 60.0
     min_request_timeout: int = 1800
     compaction_interval: float = 300.0
+    event_ttl: float = 3600.0  # --event-ttl: Events are deleted this long after they were last written
     write_admin_kubeconfig: bool = True
     default_service_accounts: bool = True  # keep a `default` ServiceAccount in every namespace
 

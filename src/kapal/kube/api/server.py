@@ -416,6 +416,30 @@ class RunningApiServer:
         await self.ctx.backend.close()
 
 
+async def _event_sweeper(ctx: ApiContext) -> None:
+    """Events expire (upstream gives them an etcd lease of --event-ttl): delete those not written for that long."""
+    from kapal.kube.meta.resources import lookup
+
+    events = lookup("", "v1", "events")
+    assert events is not None
+    while True:
+        await asyncio.sleep(min(60.0, ctx.config.event_ttl / 4))
+        cutoff = time.time() - ctx.config.event_ttl
+        for entry in list(ctx.cache.resource(events.storage_key).items.values()):
+            meta = entry.obj.get("metadata") or {}
+            stamp = (entry.obj.get("lastTimestamp") or entry.obj.get("eventTime") or
+                     meta.get("creationTimestamp") or "")
+            try:
+                written = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if written < cutoff:
+                try:
+                    await ctx.store.delete(events, meta.get("namespace"), meta.get("name", ""), entry.revision)
+                except errors.KapalError:
+                    pass
+
+
 async def _compactor(ctx: ApiContext) -> None:
     """Every interval, forget history older than what the previous run saw (upstream's 5-minute rhythm)."""
     previous = 0
@@ -495,6 +519,7 @@ async def serve(config: ApiServerConfig) -> RunningApiServer:
     admin = write_admin_kubeconfig(config, port) if config.write_admin_kubeconfig else None
     server = RunningApiServer(config, ctx, runner, port, pki_files.ca_file, admin, time.monotonic() - started)
     server._tasks.append(asyncio.create_task(_compactor(ctx), name="compactor"))
+    server._tasks.append(asyncio.create_task(_event_sweeper(ctx), name="event-ttl"))
     log.info("API server ready on %s in %.2fs (storage %s)", server.url, server.startup_seconds, config.storage_dsn)
     return server
 
