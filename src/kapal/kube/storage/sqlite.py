@@ -10,6 +10,10 @@ the same key supersedes at or below the compaction revision.
 WAL with synchronous=NORMAL keeps every committed write across a crash of
 the process (kill -9); only an OS crash or power loss can lose the last
 commits. Pass durable=True for synchronous=FULL.
+
+Watches follow the writes of this process only (they are published in
+process, no polling): one API server per file. Several API servers share
+state through the etcd backend instead.
 """
 
 from __future__ import annotations
