@@ -63,17 +63,13 @@ def _duration(text: str) -> int:
     return total + (int(num) if num else 0)
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv[1:])
-    import asyncio
-    import logging
-    import signal
-
-    from kapal import errors
+def config_from_args(argv: list[str]):
+    """The ApiServerConfig the flags describe (argv without the verb)."""
     from kapal.kube.api.config import DEFAULT_ISSUER, ApiServerConfig
 
-    logging.basicConfig(level=logging.DEBUG if args.verbosity >= 4 else logging.INFO if args.verbosity >= 1
-                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        raise SystemExit("kapal apiserver: --tls-cert-file and --tls-private-key-file go together")
     config = ApiServerConfig(
         data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
         advertise_address=args.advertise_address, tls_cert_file=args.tls_cert_file,
@@ -91,9 +87,19 @@ def main(argv: list[str]) -> int:
         kubelet_certificate_authority=args.kubelet_certificate_authority, max_request_bytes=args.max_request_bytes,
         watch_cache_size=args.watch_cache_size, min_request_timeout=args.min_request_timeout,
         event_ttl=float(_duration(args.event_ttl) or 3600))
-    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
-        print("kapal apiserver: --tls-cert-file and --tls-private-key-file go together", file=sys.stderr)
-        return 2
+    return config, args.verbosity
+
+
+def main(argv: list[str]) -> int:
+    config, verbosity = config_from_args(argv[1:])
+    import asyncio
+    import logging
+    import signal
+
+    from kapal import errors
+
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 4 else logging.INFO if verbosity >= 1
+                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> int:
         from kapal.kube.api.server import serve

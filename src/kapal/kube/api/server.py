@@ -467,10 +467,10 @@ async def serve(config: ApiServerConfig) -> RunningApiServer:
     started = time.monotonic()
     _raise_fd_limit()
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    backend = open_backend(config.storage_dsn)
     pki_files = await asyncio.to_thread(ensure_pki, config)
     from kapal.kube.api import tokens
 
-    backend = open_backend(config.storage_dsn)
     cache = WatchCache(backend, config.watch_cache_size, config.watch_queue_size)
     store = ObjectStore(backend, cache)
     sa_keys = [k for p in pki_files.sa_pub_files for k in tokens.load_public_keys(p)]
