@@ -8,6 +8,7 @@ admission → validation → managedFields → storage.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -41,6 +42,7 @@ CREATE_ON_UPDATE = frozenset({("", "endpoints"), ("", "events"), ("coordination.
 # Kinds whose DELETE answers with the deleted object rather than a Status.
 RETURNS_DELETED_OBJECT = frozenset({("", "pods"), ("", "services"), ("", "namespaces")})
 VALIDATION_MODES = ("Ignore", "Warn", "Strict")
+BODY_READ_TIMEOUT = 60.0
 
 
 def storage_resource(r: ResourceType) -> ResourceType:
@@ -121,7 +123,11 @@ class Rest:
             raise status.RequestEntityTooLarge(f"Request entity too large: limit is {limit}")
         chunks, size = [], 0
         while True:
-            chunk = await request.content.read(65536)
+            try:
+                chunk = await asyncio.wait_for(request.content.read(65536), BODY_READ_TIMEOUT)
+            except TimeoutError:
+                raise status.ServerTimeout("Timeout: request did not complete within the allowed duration: the "
+                                           "client stopped sending its body") from None
             if not chunk:
                 break
             size += len(chunk)
