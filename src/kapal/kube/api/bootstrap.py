@@ -6,6 +6,7 @@ ServiceAccount. Idempotent: existing objects are kept (RBAC defaults marked auto
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,11 @@ async def kubernetes_service(rest: Rest) -> None:
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ctx.admission.ips.first, "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}})
+    svc = await ctx.store.find(svc_r, "default", "kubernetes")
+    if svc is not None and [p.get("targetPort") for p in (svc.get("spec") or {}).get("ports") or []] != [port]:
+        new = json.loads(json.dumps(svc))
+        new["spec"]["ports"] = [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]
+        await rest.update_object(svc_r, svc, new, MANAGER, False)
     endpoints = {"apiVersion": "v1", "kind": "Endpoints",
                  "metadata": {"name": "kubernetes", "namespace": "default",
                               "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
