@@ -145,3 +145,15 @@ def test_delete_collection_and_subject_access_review(apiserver, unique):
     sar = client.AuthorizationV1Api(api).create_subject_access_review({"spec": {
         "user": "root", "groups": ["system:masters"], "resourceAttributes": {"verb": "delete", "resource": "nodes"}}})
     assert sar.status.allowed is True
+
+
+def test_service_account_issuer_discovery(apiserver):
+    entry = load_kubeconfig(apiserver.kubeconfig)
+    code, body = _get(apiserver, "/.well-known/openid-configuration", entry.ssl_context())
+    assert code == 200
+    doc = json.loads(body)
+    assert doc["issuer"] == "https://kubernetes.default.svc.cluster.local"
+    assert doc["jwks_uri"].endswith("/openid/v1/jwks") and doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    code, body = _get(apiserver, "/openid/v1/jwks", entry.ssl_context())
+    keys = json.loads(body)["keys"]
+    assert code == 200 and keys[0]["kty"] == "RSA" and keys[0]["alg"] == "RS256" and keys[0]["kid"]
