@@ -34,6 +34,7 @@ class FakeKubelets:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.http_port = asyncio.run_coroutine_threadsafe(self._start_http(), self.loop).result(10)
+        self.plain_port = asyncio.run_coroutine_threadsafe(self._start_plain(), self.loop).result(10)
         self.raw_port = asyncio.run_coroutine_threadsafe(self._start_raw(), self.loop).result(10)
 
     async def _start_http(self) -> int:
@@ -56,12 +57,23 @@ class FakeKubelets:
             await ws.close()
             return ws
 
+        async def hello(request: web.Request) -> web.Response:
+            self.requests.append(request.path_qs)
+            return web.Response(text=f"hello {request.query.get('who', 'nobody')}")
+
         app = web.Application()
+        app.router.add_get("/hello", hello)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", exec_)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _start_plain(self) -> int:
+        """The same app over plain HTTP: a pod's web server, for pods|services/proxy."""
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
         return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
@@ -225,3 +237,21 @@ def test_spdy_upgrade_is_spliced_byte_for_byte(apiserver, kubelets):
                 got += chunk
     assert got == payload
     assert any(r.startswith(f"POST /exec/{NS}/on-node-raw/app?command=sh") for r in kubelets.requests)
+
+
+def test_pod_and_service_proxy_reach_the_pod(apiserver, kubelets):
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(apiserver.kubeconfig))
+    core = client.CoreV1Api(api)
+    core.patch_namespaced_pod_status("on-node-http", NS, {"status": {"podIP": "127.0.0.1"}})
+    port = kubelets.plain_port
+    out = core.connect_get_namespaced_pod_proxy_with_path(f"on-node-http:{port}", NS, "hello", path2="hello")
+    assert out == "hello nobody"
+    core.create_namespaced_service(NS, {"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http",
+                                                                                         "port": 80}]}})
+    core.create_namespaced_endpoints(NS, {"metadata": {"name": "web"}, "subsets": [{
+        "addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "http", "port": port}]}]})
+    assert core.connect_get_namespaced_service_proxy_with_path("web:http", NS, "hello", path2="hello") == \
+        "hello nobody"
+    assert sum(r.startswith("/hello") for r in kubelets.requests) == 2, kubelets.requests

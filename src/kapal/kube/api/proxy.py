@@ -1,4 +1,4 @@
-"""pods/log|exec|attach|portforward and nodes|pods/proxy: forwarded to the kubelet's own paths.
+"""pods/log|exec|attach|portforward and nodes/proxy go to the kubelet's own paths; pods|services/proxy to the pod.
 
 The kubelet serves upstream's paths (`/containerLogs/{ns}/{pod}/{container}`,
 `/exec/...`, `/attach/...`, `/portForward/{ns}/{pod}`), so it needs to know
@@ -6,7 +6,8 @@ nothing about the API server. Streaming upgrades (WebSocket `v4/v5.channel.
 k8s.io`, SPDY/3.1, SPDY-over-WebSocket) are passed through byte for byte:
 the kubelet's 101 goes back to the client and the two sockets are spliced;
 any other answer is relayed as an ordinary response (kubectl then falls
-back from WebSocket to SPDY, as against a real cluster).
+back from WebSocket to SPDY, as against a real cluster). pods/{[scheme:]name[:port]}/proxy/...
+and services/{...}/proxy/... reach the pod IP, or the Service's first ready endpoint, directly.
 """
 
 from __future__ import annotations
@@ -109,13 +110,56 @@ def kubelet_ssl(rest: Rest) -> ssl.SSLContext:
     return ctx
 
 
-async def _open(rest: Rest, host: str, port: int, node: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(host: str, port: int, what: str,
+                tls: ssl.SSLContext | None) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    scheme = "https" if tls is not None else "http"
     try:
-        return await asyncio.wait_for(asyncio.open_connection(host, port, ssl=kubelet_ssl(rest)), 10)
+        return await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls), 10)
     except (TimeoutError, OSError, ssl.SSLError) as e:
-        raise BackendUnavailable(f"error dialing backend: the kubelet of {node} at https://{host}:{port} is not "
-                                 f"reachable ({e.__class__.__name__}: {e or 'timeout'}); is the kubelet running?") \
-            from None
+        raise BackendUnavailable(f"error dialing backend: {what} at {scheme}://{host}:{port} is not reachable "
+                                 f"({e.__class__.__name__}: {e or 'timeout'})") from None
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """`[scheme:]name[:port]` as the proxy subresources spell their target."""
+    parts = name.split(":")
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    return "", name, ""
+
+
+async def _pod_or_service_target(rest: Rest, request: web.Request,
+                                 info: RequestInfo) -> tuple[str, int, str, ssl.SSLContext | None, str]:
+    """(host, port, path?query, tls, description) for pods/{name}/proxy and services/{name}/proxy."""
+    assert info.name and PODS is not None
+    scheme, name, port_ref = _split_name(info.name)
+    tls = kubelet_ssl(rest) if scheme == "https" else None
+    path = "/" + info.subpath + (f"?{request.query_string}" if request.query_string else "")
+    if info.plural == "pods":
+        pod = await rest.ctx.store.get(PODS, info.namespace, name)
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip:
+            raise errors.Invalid(f"pod {name} has no IP address yet (status.podIP is empty)")
+        port = int(port_ref) if port_ref.isdigit() else 80
+        if port_ref and not port_ref.isdigit():
+            named = [p.get("containerPort") for c in (pod.get("spec") or {}).get("containers") or []
+                     for p in c.get("ports") or [] if p.get("name") == port_ref]
+            if not named:
+                raise errors.Invalid(f"pod {name} has no port named {port_ref!r}")
+            port = int(named[0])
+        return ip, port, path, tls, f"pod {name}"
+    endpoints = lookup("", "v1", "endpoints")
+    assert endpoints is not None
+    ep = await rest.ctx.store.find(endpoints, info.namespace, name)
+    for subset in (ep or {}).get("subsets") or []:
+        ports = subset.get("ports") or []
+        chosen = [p for p in ports if not port_ref or p.get("name") == port_ref or str(p.get("port")) == port_ref]
+        addresses = subset.get("addresses") or []
+        if chosen and addresses:
+            return addresses[0]["ip"], int(chosen[0]["port"]), path, tls, f'service "{name}"'
+    raise BackendUnavailable(f'no endpoints available for service "{name}"')
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[str, str]]]:
@@ -165,22 +209,27 @@ class _Relay:
 
 async def handle(rest: Rest, request: web.Request, info: RequestInfo, user: UserInfo) -> web.StreamResponse:
     sub = info.subresource
-    if sub == "proxy" and info.plural != "nodes":
-        raise errors.Unsupported(f"{info.plural}/proxy is not supported by kapal yet; use nodes/proxy or "
-                                 "port-forward")
     allowed = {"log": ("GET",), "exec": ("GET", "POST"), "attach": ("GET", "POST"), "portforward": ("GET", "POST")}
     if sub in allowed and request.method not in allowed[sub]:
         raise status.MethodNotAllowed("the server does not allow this method on the requested resource")
-    host, port, path = await _target(rest, request, info)
-    node = f'node "{info.name}"' if info.plural == "nodes" else "the pod's node"
+    if sub == "proxy" and info.plural != "nodes":
+        host, port, path, tls, what = await _pod_or_service_target(rest, request, info)
+    else:
+        host, port, path = await _target(rest, request, info)
+        tls = kubelet_ssl(rest)
+        what = f'the kubelet of node "{info.name}"' if info.plural == "nodes" else "the kubelet of the pod's node"
     upgrade = "upgrade" in request.headers.get("Connection", "").lower() and request.headers.get("Upgrade")
-    reader, writer = await _open(rest, host, port, node)
+    reader, writer = await _open(host, port, what, tls)
     try:
         lines = [f"{request.method} {path} HTTP/1.1", f"Host: {host}:{port}"]
         for k, v in request.headers.items():
             if k.lower() in _HOP_HEADERS or k.lower().startswith("impersonate-"):
                 continue
+            if k.lower() == "connection" and not upgrade:
+                continue
             lines.append(f"{k}: {v}")
+        if not upgrade:
+            lines.append("Connection: close")
         body = b""
         if not upgrade and request.can_read_body:
             body = await rest.read_body(request)
@@ -190,7 +239,7 @@ async def handle(rest: Rest, request: web.Request, info: RequestInfo, user: User
         code, reason, headers = await _read_head(reader)
         if code == 101 and upgrade:
             return await _splice(request, reader, writer, headers)
-        if code == 200 and (sub == "log" or info.plural == "nodes"):
+        if code == 200 and (sub in ("log", "proxy")):
             return await _stream(request, reader, code, headers)
         data = await _read_body(reader, headers)
         resp = web.Response(status=code, body=data)
