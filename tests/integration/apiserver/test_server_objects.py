@@ -284,3 +284,38 @@ def test_eviction_respects_disruption_budgets(api, ns):
     assert pod.metadata.deletion_timestamp is not None
     pdb = policy.read_namespaced_pod_disruption_budget("pdb", ns)
     assert pdb.status.disruptions_allowed == 0 and "guarded" in pdb.status.disrupted_pods
+
+
+def test_limit_ranges_and_quotas(api):
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    ns = "quoted"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    core.create_namespaced_limit_range(ns, {"metadata": {"name": "lr"}, "spec": {"limits": [{
+        "type": "Container", "default": {"cpu": "500m", "memory": "128Mi"}, "defaultRequest": {"cpu": "100m"},
+        "max": {"cpu": "1"}}]}})
+    core.create_namespaced_resource_quota(ns, {"metadata": {"name": "q"}, "spec": {"hard": {
+        "pods": "2", "requests.cpu": "250m", "configmaps": "3"}}})
+
+    def pod(name, cpu_limit=None):
+        c = {"name": "c", "image": "busybox"}
+        if cpu_limit:
+            c["resources"] = {"limits": {"cpu": cpu_limit}}
+        return {"metadata": {"name": name}, "spec": {"containers": [c]}}
+
+    p = core.create_namespaced_pod(ns, pod("a"))
+    res = p.spec.containers[0].resources
+    assert res.limits == {"cpu": "500m", "memory": "128Mi"} and res.requests == {"cpu": "100m", "memory": "128Mi"}
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod(ns, pod("big", "2"))
+    assert e.value.status == 403
+    assert "maximum cpu usage per Container is 1, but limit is 2" in json.loads(e.value.body)["message"]
+    core.create_namespaced_pod(ns, pod("b"))
+    with pytest.raises(client.ApiException) as e:
+        core.create_namespaced_pod(ns, pod("c"))
+    assert e.value.status == 403
+    assert json.loads(e.value.body)["message"] == (
+        'pods "c" is forbidden: exceeded quota: q, requested: pods=1,requests.cpu=100m, used: '
+        "pods=2,requests.cpu=200m, limited: pods=2,requests.cpu=250m")
+    core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="one")))

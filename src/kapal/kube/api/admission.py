@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from kapal.errors import Invalid
-from kapal.kube.api import status
+from kapal.kube.api import quota, status
 from kapal.kube.api.allocator import IPAllocator, PortAllocator, service_ips, service_node_ports
 from kapal.kube.api.authn import UserInfo
 from kapal.kube.api.cache import CacheEvent, WatchCache
@@ -122,6 +122,10 @@ class Admission:
                 spec["extra"] = user.extra
             else:
                 spec.pop("extra", None)
+        if r.namespaced and r.kind not in REVIEW_KINDS:
+            ns = meta.get("namespace") or ""
+            quota.limit_ranges(self.cache, r, obj, ns)
+            quota.check_quota(self.cache, r, obj, ns)
 
     async def namespace_lifecycle(self, r: ResourceType, namespace: str, name: str) -> None:
         ns = await self._get(_NAMESPACES, None, namespace)
