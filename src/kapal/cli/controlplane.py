@@ -65,7 +65,7 @@ def _common(p: argparse.ArgumentParser, lease_name: str, port: int) -> None:
 
 
 def _leader_flags(args: argparse.Namespace, name: str) -> Any:
-    from kapal.kube.scheduler.app import LeaderElectionFlags
+    from kapal.kube.client.leaderelection import LeaderElectionFlags
 
     if args.leader_elect_resource_lock != "leases":
         raise SystemExit(f"kapal {name}: --leader-elect-resource-lock={args.leader_elect_resource_lock} is not "
@@ -75,6 +75,21 @@ def _leader_flags(args: argparse.Namespace, name: str) -> Any:
     return LeaderElectionFlags(args.leader_elect, args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                                args.leader_elect_retry_period, args.leader_elect_resource_namespace,
                                args.leader_elect_resource_name)
+
+
+def _health_ssl(args: argparse.Namespace, name: str) -> Any:
+    """A throwaway self-signed serving certificate for /healthz, as upstream components make for themselves."""
+    if not args.secure_port:
+        return None
+    import ssl
+
+    from kapal.kube import pki
+
+    ca = pki.new_ca(f"{name}-ca@self-signed")
+    leaf = pki.issue(ca, f"{name}@self-signed", dns_names=["localhost"], ip_addresses=["127.0.0.1"], server=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    pki.load_cert_chain_pem(ctx, leaf.cert_pem(), leaf.key_pem())
+    return ctx
 
 
 def _logging(verbosity: int) -> None:
@@ -133,8 +148,80 @@ def scheduler_main(argv: list[str]) -> int:
         kubeconfig=args.kubeconfig, leader_election=_leader_flags(args, "scheduler"),
         settings=SchedulerSettings(args.scheduler_name, args.percentage_of_nodes_to_score, args.parallel_binds),
         kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst, bind_address=args.bind_address,
-        secure_port=args.secure_port)
+        secure_port=args.secure_port, health_ssl=_health_ssl(args, "kube-scheduler"))
     return _run("scheduler", lambda stop: run_scheduler(config, stop))
+
+
+# --- controller manager ---------------------------------------------------------------------------------------------
+
+# --concurrent-*-syncs flags: flag suffix -> (controller, upstream default)
+CONCURRENCY_FLAGS = {
+    "deployment-syncs": ("deployment-controller", 5), "replicaset-syncs": ("replicaset-controller", 5),
+    "rc-syncs": ("replicationcontroller-controller", 5), "job-syncs": ("job-controller", 5),
+    "cron-job-syncs": ("cronjob-controller", 5), "daemonset-syncs": ("daemonset-controller", 2),
+    "gc-syncs": ("garbage-collector-controller", 20), "namespace-syncs": ("namespace-controller", 10),
+    "service-endpoint-syncs": ("endpoints-controller", 5),
+    "service-endpoint-slice-syncs": ("endpointslice-controller", 5),
+    "serviceaccount-token-syncs": ("serviceaccount-token-controller", 5),
+    "ttl-after-finished-syncs": ("ttl-after-finished-controller", 5),
+}
+
+
+def controller_manager_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="kapal controller-manager",
+                                description="Run the controllers that converge the cluster to its API objects.")
+    _common(p, "kube-controller-manager", 10257)
+    p.add_argument("--controllers", action="append", default=[],
+                   help="controllers to run: '*' (all on by default), 'name', '-name' (default '*')")
+    p.add_argument("--use-service-account-credentials", type=_bool, nargs="?", const=True, default=False,
+                   help="run each controller as its own service account in kube-system")
+    p.add_argument("--cluster-cidr", default="", help="pod address range, e.g. 10.244.0.0/16")
+    p.add_argument("--allocate-node-cidrs", type=_bool, nargs="?", const=True, default=False,
+                   help="give every node a spec.podCIDR from --cluster-cidr")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of each node's pod CIDR (default 24)")
+    p.add_argument("--service-cluster-ip-range", default="", help="ClusterIP range (kept apart from pod CIDRs)")
+    p.add_argument("--service-account-private-key-file", type=Path,
+                   help="key that signs legacy service-account token secrets")
+    p.add_argument("--root-ca-file", type=Path,
+                   help="CA bundle published as kube-root-ca.crt (default: the kubeconfig's CA)")
+    p.add_argument("--cluster-signing-cert-file", type=Path, help="CA certificate that signs approved CSRs")
+    p.add_argument("--cluster-signing-key-file", type=Path, help="its key")
+    p.add_argument("--cluster-signing-duration", type=_duration, default=365 * 24 * 3600.0,
+                   help="lifetime of signed certificates (default 8760h)")
+    p.add_argument("--cluster-name", default="kubernetes", help="accepted for compatibility (cloud resource names)")
+    for flag in ("--authentication-kubeconfig", "--authorization-kubeconfig", "--client-ca-file",
+                 "--requestheader-client-ca-file"):
+        p.add_argument(flag, help="accepted: the health endpoints are open to everyone, as upstream's always are")
+    for suffix, (_, default) in CONCURRENCY_FLAGS.items():
+        p.add_argument(f"--concurrent-{suffix}", type=int, default=default, help=f"workers (default {default})")
+    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0,
+                   help="a node whose lease is older than this is marked NotReady (default 40s)")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
+                   help="finished pods kept before the oldest are deleted (default 12500)")
+    p.add_argument("--cronjob-clock-speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    _logging(args.verbosity)
+    import os
+
+    from kapal.kube.controllers.manager import ControllerManagerConfig, run_controller_manager
+
+    speed = float(os.environ.get("KAPAL_CRONJOB_CLOCK_SPEED", args.cronjob_clock_speed) or 1.0)
+    concurrency = {name: getattr(args, f"concurrent_{suffix.replace('-', '_')}")
+                   for suffix, (name, _) in CONCURRENCY_FLAGS.items()}
+    config = ControllerManagerConfig(
+        kubeconfig=args.kubeconfig, controllers=args.controllers or ["*"],
+        leader_election=_leader_flags(args, "controller-manager"),
+        use_service_account_credentials=args.use_service_account_credentials, cluster_cidr=args.cluster_cidr,
+        allocate_node_cidrs=args.allocate_node_cidrs, node_cidr_mask_size=args.node_cidr_mask_size,
+        service_cluster_ip_range=args.service_cluster_ip_range,
+        service_account_private_key_file=args.service_account_private_key_file, root_ca_file=args.root_ca_file,
+        cluster_signing_cert_file=args.cluster_signing_cert_file,
+        cluster_signing_key_file=args.cluster_signing_key_file, concurrency=concurrency,
+        kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst, bind_address=args.bind_address,
+        secure_port=args.secure_port, health_ssl=_health_ssl(args, "kube-controller-manager"),
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        terminated_pod_gc_threshold=args.terminated_pod_gc_threshold, cronjob_clock_speed=speed)
+    return _run("controller-manager", lambda stop: run_controller_manager(config, stop))
 
 
 # --- hollow nodes ---------------------------------------------------------------------------------------------------
@@ -186,5 +273,7 @@ def main(argv: list[str]) -> int:
         return scheduler_main(rest)
     if verb == "hollow-nodes":
         return hollow_main(rest)
+    if verb == "controller-manager":
+        return controller_manager_main(rest)
     print(f"kapal: unknown control-plane verb {verb}", file=sys.stderr)
     return 125

@@ -23,6 +23,8 @@ from kapal.kube.client.kinds import EVENTS
 log = logging.getLogger(__name__)
 
 AGGREGATE_WINDOW = 600.0
+SPAM_BURST = 25
+SPAM_REFILL = 1 / 300.0  # one more event per object every five minutes once the burst is spent
 
 
 def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -46,9 +48,13 @@ class EventRecorder:
         self._senders_wanted = senders
         self._senders: list[asyncio.Task[None]] = []
         self._seen: OrderedDict[tuple[str, str, str, str], tuple[str, str, int, float]] = OrderedDict()
+        self._budget: OrderedDict[str, tuple[float, float]] = OrderedDict()  # object -> (tokens, stamp)
         self.dropped = 0
 
     def record(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self._allow(obj):
+            self.dropped += 1
+            return
         if self._pending is None:
             self._pending = asyncio.Queue(self._max_pending)
             self._senders = [asyncio.create_task(self._send_loop(), name=f"events-{self.component}")
@@ -57,6 +63,21 @@ class EventRecorder:
             self._pending.put_nowait((obj, type_, reason, message))
         except asyncio.QueueFull:
             self.dropped += 1
+
+    def _allow(self, obj: dict[str, Any]) -> bool:
+        """Upstream's spam filter: a burst of 25 events per object, then one every five minutes."""
+        meta = obj.get("metadata") or {}
+        key = meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
+        now = time.monotonic()
+        tokens, stamp = self._budget.get(key, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - stamp) * SPAM_REFILL)
+        if tokens < 1:
+            return False
+        self._budget[key] = (tokens - 1, now)
+        self._budget.move_to_end(key)
+        while len(self._budget) > 4096:
+            self._budget.popitem(last=False)
+        return True
 
     async def close(self, drain_timeout: float = 2.0) -> None:
         if self._pending is not None:

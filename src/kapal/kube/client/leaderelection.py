@@ -33,6 +33,25 @@ def default_identity() -> str:
 
 
 @dataclass
+class LeaderElectionFlags:
+    """The --leader-elect* flags every control-plane component takes."""
+
+    leader_elect: bool = True
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    resource_namespace: str = "kube-system"
+    resource_name: str = ""
+
+    def elector(self, client: ApiClient, default_name: str) -> LeaderElector | None:
+        if not self.leader_elect:
+            return None
+        return LeaderElector(client, LeaderElectionConfig(
+            self.resource_name or default_name, self.resource_namespace, lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline, retry_period=self.retry_period))
+
+
+@dataclass
 class LeaderElectionConfig:
     lease_name: str
     lease_namespace: str = "kube-system"

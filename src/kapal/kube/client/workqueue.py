@@ -200,7 +200,8 @@ async def run_worker(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], *
                 queue.forget(key)
             else:
                 if isinstance(e, errors.KapalError):
-                    level = logging.DEBUG if isinstance(e, (errors.Conflict, errors.NotFound)) else logging.INFO
+                    quiet = isinstance(e, (errors.Conflict, errors.NotFound)) or getattr(e, "quiet", False)
+                    level = logging.DEBUG if quiet else logging.INFO
                     lg.log(level, "%s: syncing %s failed (will retry): %s", queue.name, key, e)
                 else:
                     lg.exception("%s: syncing %s failed (will retry)", queue.name, key)

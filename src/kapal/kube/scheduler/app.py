@@ -19,20 +19,10 @@ from kapal.kube.client.client import ApiClient
 from kapal.kube.client.config import ClientConfig
 from kapal.kube.client.healthz import HealthServer
 from kapal.kube.client.informer import InformerFactory
-from kapal.kube.client.leaderelection import LeaderElectionConfig, LeaderElector, lead_forever
+from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_forever
 from kapal.kube.scheduler.scheduler import Scheduler, SchedulerSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LeaderElectionFlags:
-    leader_elect: bool = True
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    resource_namespace: str = "kube-system"
-    resource_name: str = ""
 
 
 @dataclass
@@ -45,6 +35,7 @@ class SchedulerConfig:
     kube_api_burst: int = 0
     bind_address: str = "0.0.0.0"
     secure_port: int = 0  # 0: no health endpoint (upstream serves 10259)
+    health_ssl: Any = None  # an ssl.SSLContext for the health endpoint; None serves plain HTTP
 
 
 def make_client(kubeconfig: str | os.PathLike[str], user_agent: str, qps: float = 0.0, burst: int = 0) -> ApiClient:
@@ -52,19 +43,6 @@ def make_client(kubeconfig: str | os.PathLike[str], user_agent: str, qps: float 
 
     return ApiClient(ClientConfig.from_kubeconfig(load_kubeconfig(kubeconfig), user_agent=user_agent, qps=qps,
                                                   burst=burst))
-
-
-def self_signed_ssl(name: str) -> Any:
-    """A throwaway serving certificate for the health endpoint, as upstream components make for themselves."""
-    import ssl
-
-    from kapal.kube import pki
-
-    ca = pki.new_ca(f"{name}-ca@self-signed")
-    leaf = pki.issue(ca, f"{name}@self-signed", dns_names=["localhost"], ip_addresses=["127.0.0.1"], server=True)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    pki.load_cert_chain_pem(ctx, leaf.cert_pem(), leaf.key_pem())
-    return ctx
 
 
 async def run_scheduler(config: SchedulerConfig, stop: asyncio.Event, *, client: ApiClient | None = None,
@@ -77,15 +55,10 @@ async def run_scheduler(config: SchedulerConfig, stop: asyncio.Event, *, client:
         client = make_client(config.kubeconfig, "kube-scheduler/kapal", config.kube_api_qps, config.kube_api_burst)
     own_informers = informers is None
     factory = informers or InformerFactory(client)
-    le = config.leader_election
-    elector = None
-    if le.leader_elect:
-        elector = LeaderElector(client, LeaderElectionConfig(
-            le.resource_name or "kube-scheduler", le.resource_namespace, lease_duration=le.lease_duration,
-            renew_deadline=le.renew_deadline, retry_period=le.retry_period))
+    elector = config.leader_election.elector(client, "kube-scheduler")
     health = None
     if config.secure_port:
-        health = HealthServer(config.bind_address, config.secure_port, self_signed_ssl("kube-scheduler"))
+        health = HealthServer(config.bind_address, config.secure_port, config.health_ssl)
         await health.start()
 
     async def term() -> None:

@@ -1,0 +1,204 @@
+"""The controller manager: which controllers run, with which identity, under one leader election.
+
+    await run_controller_manager(ControllerManagerConfig(kubeconfig=path), stop_event)
+
+--controllers takes upstream's names (`deployment-controller`, or the older `deployment`), `*` for every
+controller on by default, `-name` to turn one off. A controller that needs a key or flag the manager was not
+given is skipped with a warning, as upstream does (e.g. serviceaccount-token-controller without
+--service-account-private-key-file). Each leadership term starts the controllers afresh on the shared caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kapal import errors
+from kapal.kube.client.client import ApiClient
+from kapal.kube.client.clock import clock_for
+from kapal.kube.client.config import ClientConfig
+from kapal.kube.client.events import EventRecorder
+from kapal.kube.client.healthz import HealthServer
+from kapal.kube.client.informer import InformerFactory
+from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_forever
+from kapal.kube.controllers.base import Controller, ControllerContext
+from kapal.kube.controllers.credentials import ServiceAccountCredentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerManagerConfig:
+    kubeconfig: Path | None = None
+    controllers: list[str] = field(default_factory=lambda: ["*"])
+    leader_election: LeaderElectionFlags = field(default_factory=lambda: LeaderElectionFlags(
+        resource_name="kube-controller-manager"))
+    use_service_account_credentials: bool = False
+    cluster_cidr: str = ""
+    allocate_node_cidrs: bool = False
+    node_cidr_mask_size: int = 24
+    service_cluster_ip_range: str = ""
+    service_account_private_key_file: Path | None = None
+    root_ca_file: Path | None = None
+    cluster_signing_cert_file: Path | None = None
+    cluster_signing_key_file: Path | None = None
+    concurrency: dict[str, int] = field(default_factory=dict)  # controller name -> workers (--concurrent-*-syncs)
+    kube_api_qps: float = 0.0
+    kube_api_burst: int = 0
+    bind_address: str = "0.0.0.0"
+    secure_port: int = 0  # 0: no health endpoint (upstream serves 10257)
+    health_ssl: Any = None
+    node_monitor_grace_period: float = 40.0
+    terminated_pod_gc_threshold: int = 12500
+    cronjob_clock_speed: float = 1.0  # tests: a CronJob clock running N times faster
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    name: str
+    aliases: tuple[str, ...]
+    service_account: str | None
+    factory: Callable[[ControllerContext, ControllerManagerConfig], Controller]
+    default: bool = True
+    requires: Callable[[ControllerManagerConfig], str | None] = lambda _c: None
+
+
+def _registry() -> list[ControllerSpec]:
+    from kapal.kube.controllers.cronjob import CronJobController
+    from kapal.kube.controllers.daemonset import DaemonSetController
+    from kapal.kube.controllers.deployment import DeploymentController
+    from kapal.kube.controllers.garbagecollector import GarbageCollector
+    from kapal.kube.controllers.job import JobController
+    from kapal.kube.controllers.namespace import NamespaceController
+    from kapal.kube.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+    from kapal.kube.controllers.ttlafterfinished import TTLAfterFinishedController
+
+    def spec(name: str, alias: str, sa: str | None, cls: Any, **kw: Any) -> ControllerSpec:
+        return ControllerSpec(name, (alias,), sa, lambda ctx, _c: cls(ctx), **kw)
+
+    return [
+        spec("deployment-controller", "deployment", "deployment-controller", DeploymentController),
+        spec("replicaset-controller", "replicaset", "replicaset-controller", ReplicaSetController),
+        spec("replicationcontroller-controller", "replicationcontroller", "replication-controller",
+             ReplicationControllerController),
+        spec("job-controller", "job", "job-controller", JobController),
+        spec("cronjob-controller", "cronjob", "cronjob-controller", CronJobController),
+        spec("ttl-after-finished-controller", "ttl-after-finished", "ttl-after-finished-controller",
+             TTLAfterFinishedController),
+        spec("daemonset-controller", "daemonset", "daemon-set-controller", DaemonSetController),
+        spec("garbage-collector-controller", "garbagecollector", "generic-garbage-collector", GarbageCollector),
+        spec("namespace-controller", "namespace", "namespace-controller", NamespaceController),
+    ]
+
+
+def known_controllers() -> list[ControllerSpec]:
+    return _registry()
+
+
+def enabled_controllers(names: list[str], registry: list[ControllerSpec]) -> list[ControllerSpec]:
+    """Resolve --controllers: `*` (every default one), `name`, `-name`; unknown names are an error."""
+    by_name: dict[str, ControllerSpec] = {}
+    for spec in registry:
+        by_name[spec.name] = spec
+        for alias in spec.aliases:
+            by_name[alias] = spec
+    on: set[str] = set()
+    off: set[str] = set()
+    star = False
+    for raw in names:
+        for item in (s.strip() for s in raw.split(",")):
+            if not item:
+                continue
+            if item == "*":
+                star = True
+                continue
+            name = item[1:] if item.startswith("-") else item
+            spec = by_name.get(name)
+            if spec is None:
+                raise errors.Invalid(f'"{name}" is not in the list of known controllers')
+            (off if item.startswith("-") else on).add(spec.name)
+    return [s for s in registry if s.name not in off and (s.name in on or (star and s.default))]
+
+
+async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.Event, *,
+                                 client: ApiClient | None = None, informers: InformerFactory | None = None) -> None:
+    """Run the enabled controllers (while leader, with leader election) until `stop` is set."""
+    own_client = client is None
+    if client is None:
+        if config.kubeconfig is None:
+            raise ValueError("run_controller_manager needs a kubeconfig or a client")
+        from kapal.kube.pki import load_kubeconfig
+
+        client = ApiClient(ClientConfig.from_kubeconfig(
+            load_kubeconfig(config.kubeconfig), user_agent="kube-controller-manager/kapal", qps=config.kube_api_qps,
+            burst=config.kube_api_burst))
+    own_informers = informers is None
+    factory = informers or InformerFactory(client)
+    registry = _registry()
+    specs = enabled_controllers(config.controllers, registry)
+    runnable = []
+    for spec in specs:
+        reason = spec.requires(config)
+        if reason:
+            log.warning("skipping %s: %s", spec.name, reason)
+        else:
+            runnable.append(spec)
+    elector = config.leader_election.elector(client, "kube-controller-manager")
+    health = None
+    if config.secure_port:
+        health = HealthServer(config.bind_address, config.secure_port, config.health_ssl)
+        await health.start()
+    credentials = ServiceAccountCredentials(client) if config.use_service_account_credentials else None
+    host = socket.gethostname()
+
+    async def term() -> None:
+        tasks = []
+        recorders = []
+        try:
+            for spec in runnable:
+                ctl_client = client
+                if credentials is not None and spec.service_account:
+                    ctl_client = await credentials.client_for(spec.service_account)
+                recorder = EventRecorder(ctl_client, spec.service_account or "kube-controller-manager", host)
+                recorders.append(recorder)
+                clock = clock_for(config.cronjob_clock_speed if spec.name == "cronjob-controller" else 1.0)
+                ctx = ControllerContext(ctl_client, factory, recorder, clock, {"config": config})
+                controller = spec.factory(ctx, config)
+                workers = config.concurrency.get(spec.name)
+                tasks.append(asyncio.create_task(controller.run(workers), name=spec.name))
+            log.info("started %d controllers: %s", len(tasks), ", ".join(s.name for s in runnable))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for r in recorders:
+                await r.close(0.5)
+
+    work = asyncio.create_task(lead_forever(elector, term), name="kube-controller-manager")
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done() and work.exception() is not None:
+            raise work.exception()  # type: ignore[misc]
+    finally:
+        for t in (work, stopper):
+            t.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)
+        if health is not None:
+            await health.stop()
+        if credentials is not None:
+            await credentials.close()
+        if own_informers:
+            await factory.stop()
+        if own_client:
+            await client.close()
+
