@@ -36,9 +36,14 @@ $(VENV)/.deps-stamp: pyproject.toml
 
 # The runtime is started once per container: a launcher that skips site-packages
 # (-S) and the environment (-E) saves ~10 ms per call over the pip wrapper.
+# It needs only the stdlib, so it prefers the distro's interpreter of the same
+# version when there is one (Debian's is built with more modules in the binary
+# and starts ~1 ms faster than a pyenv build).
 $(VENV)/bin/kapal-runtime: $(VENV)/.deps-stamp
-	@printf '#!%s -SE\nimport sys\nsys.path.insert(0, %s)\nfrom kapal.cli.runtime import main\nsys.exit(main())\n' \
-		"$$(readlink -f $(PY))" "'$(ROOT)/src'" > $@.tmp && chmod 755 $@.tmp && mv $@.tmp $@
+	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	py=/usr/bin/python$$v; [ -x $$py ] || py=$$(readlink -f $(PY)); \
+	printf '#!%s -SE\nimport sys\nsys.path.insert(0, %s)\nfrom kapal.cli.runtime import main\nsys.exit(main())\n' \
+		"$$py" "'$(ROOT)/src'" > $@.tmp && chmod 755 $@.tmp && mv $@.tmp $@
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

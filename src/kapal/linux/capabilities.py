@@ -7,8 +7,6 @@ effective/permitted/inheritable sets and raise the ambient ones.
 
 from __future__ import annotations
 
-import struct
-
 from kapal.errors import Invalid
 from kapal.linux import libc
 
@@ -145,23 +143,17 @@ def keep_caps(on: bool) -> None:
 
 def current() -> tuple[int, int, int]:
     """(effective, permitted, inheritable) of the calling thread."""
-    header = struct.pack("=Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    header = libc.u32(_LINUX_CAPABILITY_VERSION_3, 0)
     raw = libc.capget(header, 24)
-    e0, p0, i0, e1, p1, i1 = struct.unpack("=6I", raw)
+    e0, p0, i0, e1, p1, i1 = libc.read_u32(raw, 6)
     return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
 
 
 def set_sets(effective: int, permitted: int, inheritable: int) -> None:
-    header = struct.pack("=Ii", _LINUX_CAPABILITY_VERSION_3, 0)
+    header = libc.u32(_LINUX_CAPABILITY_VERSION_3, 0)
     m32 = 0xFFFFFFFF
-    data = struct.pack(
-        "=6I",
-        effective & m32,
-        permitted & m32,
-        inheritable & m32,
-        effective >> 32,
-        permitted >> 32,
-        inheritable >> 32,
+    data = libc.u32(
+        effective & m32, permitted & m32, inheritable & m32, effective >> 32, permitted >> 32, inheritable >> 32
     )
     try:
         libc.capset(header, data)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import _ctypes
 import os
+import sys
+
+_ORDER = sys.byteorder
 
 
 class c_int(_ctypes._SimpleCData):
@@ -86,6 +89,19 @@ def pointer_arg(value: int) -> c_ulong:
     return c_ulong(value)
 
 
+def u32(*values: int) -> bytes:
+    """Native-endian unsigned 32-bit fields, without `struct` (one less extension module to load)."""
+    return b"".join(v.to_bytes(4, _ORDER) for v in values)
+
+
+def u64(*values: int) -> bytes:
+    return b"".join(v.to_bytes(8, _ORDER) for v in values)
+
+
+def read_u32(data: bytes, count: int) -> list[int]:
+    return [int.from_bytes(data[i * 4 : i * 4 + 4], _ORDER) for i in range(count)]
+
+
 def check(result: int, what: str, path: str | None = None) -> int:
     if result == -1:
         err = _ctypes.get_errno()
@@ -107,6 +123,7 @@ _capget = libc.function("capget")
 _capset = libc.function("capset")
 _syscall = libc.function("syscall", "long")
 _close_range = libc.function("close_range")
+_prlimit = libc.function("prlimit")
 
 # Syscalls glibc does not wrap, by machine.
 _SYSCALLS = {
@@ -144,9 +161,7 @@ AT_RECURSIVE = 0x8000
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, recursive: bool = True) -> None:
     """Change mount attributes (MOUNT_ATTR_*) of the mount at O_PATH `fd`, and below it if `recursive`."""
-    import struct
-
-    attr = struct.pack("=QQQQ", attr_set, attr_clr, 0, 0)
+    attr = u64(attr_set, attr_clr, 0, 0)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     check(_syscall(_NR["mount_setattr"], fd, b"", flags, attr, len(attr)), "mount_setattr")
 
@@ -198,3 +213,12 @@ CLOSE_RANGE_CLOEXEC = 1 << 2
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     check(_close_range(first, pointer_arg(last), flags), "close_range")
+
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(0, ...) on the caller; -1 means unlimited."""
+    limits = u64(RLIM_INFINITY if soft < 0 else soft, RLIM_INFINITY if hard < 0 else hard)
+    check(_prlimit(0, resource, limits, None), f"setrlimit({resource})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import time
 
 
@@ -33,6 +32,8 @@ def is_alive(pid: int, started: int | None = None) -> bool:
 
 def wait_gone(pid: int, started: int | None = None, timeout: float = 10.0) -> bool:
     """Wait until PID has exited (zombie or reaped); not only for our own children."""
+    import select
+
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:

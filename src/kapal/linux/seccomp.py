@@ -9,7 +9,7 @@ BPF program to the kernel with `load`.
 from __future__ import annotations
 
 import os
-import struct
+import sys
 
 from kapal.errors import Invalid, Unsupported
 from kapal.linux import libc
@@ -157,7 +157,7 @@ def _arg_groups(args: list[dict]) -> list[bytes]:
         op = COMPARE.get(a.get("op", ""))
         if op is None:
             raise Invalid(f"seccomp: unknown comparison {a.get('op')!r}")
-        packed.append(struct.pack("=IIQQ", a["index"], op, a.get("value", 0), a.get("valueTwo", 0)))
+        packed.append(libc.u32(a["index"], op) + libc.u64(a.get("value", 0), a.get("valueTwo", 0)))
     if not packed:
         return [b""]
     if len(set(indices)) == len(indices):
@@ -169,5 +169,5 @@ def load(bpf: bytes) -> None:
     """Install a compiled filter on the calling thread (needs no_new_privs or CAP_SYS_ADMIN)."""
     count = len(bpf) // 8
     program = libc.buffer(len(bpf), bpf)
-    fprog = libc.buffer(16, struct.pack("=HxxxxxxQ", count, libc.address(program)))
+    fprog = libc.buffer(16, count.to_bytes(2, sys.byteorder) + bytes(6) + libc.u64(libc.address(program)))
     libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, libc.address(fprog))

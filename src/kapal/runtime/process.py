@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import _signal
 import os
-import resource
 
 from kapal.errors import Invalid, NotFound
 from kapal.linux import capabilities, libc, seccomp
@@ -112,10 +111,10 @@ def set_non_dumpable() -> None:
 def apply_rlimits(plan: ProcessPlan) -> None:
     for name, number, soft, hard in plan.rlimits:
         try:
-            resource.setrlimit(number, (soft, hard))
-        except (ValueError, OSError) as e:
+            libc.setrlimit(number, soft, hard)
+        except OSError as e:
             raise PermissionError(
-                1, f"setting rlimit {name} to soft={soft} hard={hard}: operation not permitted"
+                e.errno, f"setting rlimit {name} to soft={soft} hard={hard}: {os.strerror(e.errno).lower()}"
             ) from e
 
 

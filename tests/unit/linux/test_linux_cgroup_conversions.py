@@ -64,3 +64,23 @@ def test_hierarchies_separate_and_comounted():
 def test_cgroup_paths_are_checked():
     with pytest.raises(Invalid):
         common.check_path("/a/../b")
+
+
+def test_the_containers_cgroup_view_handles_comounted_cpu_cpuacct():
+    from kapal.linux.cgroups.v1 import CgroupV1Manager
+    from kapal.runtime.launcher import cgroup_mounts
+
+    lines = [
+        "30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct",
+        "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory",
+        "33 25 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw",
+    ]
+    mounts = [MountInfo(line) for line in lines]
+    manager = CgroupV1Manager.for_path("/ctr", common.v1_hierarchies(mounts))
+    assert manager.paths()["cpu"] == manager.paths()["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct/ctr"
+    view, v2 = cgroup_mounts(manager, mounts)
+    assert not v2
+    assert [(m.name, m.host_dir, m.aliases) for m in view] == [
+        ("cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/ctr", ("cpu", "cpuacct")),
+        ("memory", "/sys/fs/cgroup/memory/ctr", ()),
+    ]  # the empty hybrid cgroup2 tree is joined but not shown, as with runc
