@@ -65,10 +65,10 @@ def test_version_help_and_unknown_commands():
 
 
 def test_kapal_runtime_and_kapal_runtime_verb_are_the_same_code():
-    a = run("--version").stdout
+    a = run("--version").stdout.splitlines()
     b = subprocess.run([str(ROOT / ".venv" / "bin" / "kapal"), "runtime", "--version"], capture_output=True,
-                       text=True).stdout
-    assert a == b
+                       text=True).stdout.splitlines()
+    assert a[:2] == b[:2]  # the third line names the interpreter, which may differ (see the Makefile)
 
 
 def test_the_launcher_stays_light():
