@@ -54,8 +54,8 @@ class Controller:
 
     # --- wiring -----------------------------------------------------------------------------------------------------
 
-    def informer(self, resource: Any, **kw: Any) -> Informer:
-        return self.ctx.informers.informer(resource, **kw)
+    def informer(self, resource: Any, namespace: str | None = None, **kw: Any) -> Informer:
+        return self.ctx.informers.informer(resource, namespace, **kw)
 
     def watch(self, informer: Informer, handler: EventHandler) -> None:
         self._watched.append((informer, handler))

@@ -47,6 +47,8 @@ class ControllerManagerConfig:
     root_ca_file: Path | None = None
     cluster_signing_cert_file: Path | None = None
     cluster_signing_key_file: Path | None = None
+    cluster_signing_duration: float = 365 * 24 * 3600.0
+    kubeconfig_ca: bytes | None = None  # filled in from the kubeconfig: the default root CA bundle
     concurrency: dict[str, int] = field(default_factory=dict)  # controller name -> workers (--concurrent-*-syncs)
     kube_api_qps: float = 0.0
     kube_api_burst: int = 0
@@ -69,17 +71,32 @@ class ControllerSpec:
 
 
 def _registry() -> list[ControllerSpec]:
+    from kapal.kube.controllers.bootstrap import BootstrapSigner, TokenCleaner
+    from kapal.kube.controllers.certificates import CSRApprovingController, CSRSigningController
     from kapal.kube.controllers.cronjob import CronJobController
     from kapal.kube.controllers.daemonset import DaemonSetController
     from kapal.kube.controllers.deployment import DeploymentController
+    from kapal.kube.controllers.endpoints import EndpointsController
+    from kapal.kube.controllers.endpointslice import EndpointSliceController
     from kapal.kube.controllers.garbagecollector import GarbageCollector
     from kapal.kube.controllers.job import JobController
     from kapal.kube.controllers.namespace import NamespaceController
+    from kapal.kube.controllers.nodeipam import NodeIpamController
+    from kapal.kube.controllers.nodelifecycle import NodeLifecycleController
+    from kapal.kube.controllers.podgc import PodGCController
     from kapal.kube.controllers.replicaset import ReplicaSetController, ReplicationControllerController
+    from kapal.kube.controllers.rootca import RootCACertPublisher
+    from kapal.kube.controllers.serviceaccount import LegacyTokenSigner, ServiceAccountController, TokenController
     from kapal.kube.controllers.ttlafterfinished import TTLAfterFinishedController
 
     def spec(name: str, alias: str, sa: str | None, cls: Any, **kw: Any) -> ControllerSpec:
         return ControllerSpec(name, (alias,), sa, lambda ctx, _c: cls(ctx), **kw)
+
+    def needs(*flags: str) -> Callable[[ControllerManagerConfig], str | None]:
+        def check(c: ControllerManagerConfig) -> str | None:
+            missing = [f for f in flags if not getattr(c, f.lstrip("-").replace("-", "_"))]
+            return f"{' and '.join(missing)} not set" if missing else None
+        return check
 
     return [
         spec("deployment-controller", "deployment", "deployment-controller", DeploymentController),
@@ -93,7 +110,53 @@ def _registry() -> list[ControllerSpec]:
         spec("daemonset-controller", "daemonset", "daemon-set-controller", DaemonSetController),
         spec("garbage-collector-controller", "garbagecollector", "generic-garbage-collector", GarbageCollector),
         spec("namespace-controller", "namespace", "namespace-controller", NamespaceController),
+        spec("serviceaccount-controller", "serviceaccount", "service-account-controller", ServiceAccountController),
+        ControllerSpec("serviceaccount-token-controller", ("serviceaccount-token",), None,
+                       lambda ctx, c: TokenController(ctx, LegacyTokenSigner(c.service_account_private_key_file),
+                                                      ctx.options.get("root_ca")),
+                       requires=needs("--service-account-private-key-file")),
+        ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",),
+                       "root-ca-cert-publisher", lambda ctx, _c: RootCACertPublisher(ctx, ctx.options["root_ca"]),
+                       requires=lambda c: None if c.root_ca_file or c.kubeconfig_ca else
+                       "no --root-ca-file and the kubeconfig names no CA"),
+        spec("endpoints-controller", "endpoint", "endpoint-controller", EndpointsController),
+        spec("endpointslice-controller", "endpointslice", "endpointslice-controller", EndpointSliceController),
+        ControllerSpec("node-ipam-controller", ("nodeipam",), "node-controller",
+                       lambda ctx, c: NodeIpamController(ctx, c.cluster_cidr, c.node_cidr_mask_size,
+                                                         c.service_cluster_ip_range),
+                       requires=needs("--allocate-node-cidrs", "--cluster-cidr")),
+        ControllerSpec("node-lifecycle-controller", ("nodelifecycle",), "node-controller",
+                       lambda ctx, c: NodeLifecycleController(ctx, c.node_monitor_grace_period)),
+        ControllerSpec("pod-garbage-collector-controller", ("podgc",), "pod-garbage-collector",
+                       lambda ctx, c: PodGCController(ctx, c.terminated_pod_gc_threshold)),
+        spec("certificatesigningrequest-approving-controller", "csrapproving", "certificate-controller",
+             CSRApprovingController),
+        ControllerSpec("certificatesigningrequest-signing-controller", ("csrsigning",), "certificate-controller",
+                       lambda ctx, c: CSRSigningController(ctx, c.cluster_signing_cert_file,
+                                                           c.cluster_signing_key_file, c.cluster_signing_duration),
+                       requires=needs("--cluster-signing-cert-file", "--cluster-signing-key-file")),
+        spec("bootstrap-signer-controller", "bootstrapsigner", "bootstrap-signer", BootstrapSigner, default=False),
+        spec("token-cleaner-controller", "tokencleaner", "token-cleaner", TokenCleaner, default=False),
     ]
+
+
+# Upstream controllers kapal does not have: turning them off is fine, asking for them is an error.
+NOT_IMPLEMENTED = frozenset({
+    "statefulset-controller", "statefulset", "horizontal-pod-autoscaler-controller", "horizontalpodautoscaling",
+    "disruption-controller", "disruption", "resourcequota-controller", "resourcequota",
+    "persistentvolume-binder-controller", "persistentvolume-binder", "persistentvolume-attach-detach-controller",
+    "attachdetach", "persistentvolume-expander-controller", "persistentvolume-expander",
+    "persistentvolumeclaim-protection-controller", "pvc-protection", "persistentvolume-protection-controller",
+    "pv-protection", "ephemeral-volume-controller", "ephemeral-volume", "endpointslice-mirroring-controller",
+    "endpointslicemirroring", "clusterrole-aggregation-controller", "clusterrole-aggregation",
+    "certificatesigningrequest-cleaner-controller", "csrcleaner", "ttl-controller", "ttl",
+    "legacy-serviceaccount-token-cleaner-controller", "legacy-service-account-token-cleaner",
+    "validatingadmissionpolicy-status-controller", "service-lb-controller", "service", "node-route-controller",
+    "route", "cloud-node-lifecycle-controller", "cloud-node-lifecycle", "storageversion-garbage-collector-controller",
+    "resourceclaim-controller", "taint-eviction-controller", "service-cidr-controller",
+    "storage-version-migrator-controller", "selinux-warning-controller",
+    "kube-apiserver-serving-clustertrustbundle-publisher-controller",
+})
 
 
 def known_controllers() -> list[ControllerSpec]:
@@ -119,6 +182,10 @@ def enabled_controllers(names: list[str], registry: list[ControllerSpec]) -> lis
                 continue
             name = item[1:] if item.startswith("-") else item
             spec = by_name.get(name)
+            if spec is None and name in NOT_IMPLEMENTED:
+                if item.startswith("-"):
+                    continue
+                raise errors.Unsupported(f'controller "{name}" is not implemented by kapal; run without it')
             if spec is None:
                 raise errors.Invalid(f'"{name}" is not in the list of known controllers')
             (off if item.startswith("-") else on).add(spec.name)
@@ -139,6 +206,9 @@ async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.
             burst=config.kube_api_burst))
     own_informers = informers is None
     factory = informers or InformerFactory(client)
+    if config.kubeconfig_ca is None:
+        config.kubeconfig_ca = client.config.ca_pem
+    root_ca = config.root_ca_file.read_bytes() if config.root_ca_file else config.kubeconfig_ca
     registry = _registry()
     specs = enabled_controllers(config.controllers, registry)
     runnable = []
@@ -167,7 +237,7 @@ async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.
                 recorder = EventRecorder(ctl_client, spec.service_account or "kube-controller-manager", host)
                 recorders.append(recorder)
                 clock = clock_for(config.cronjob_clock_speed if spec.name == "cronjob-controller" else 1.0)
-                ctx = ControllerContext(ctl_client, factory, recorder, clock, {"config": config})
+                ctx = ControllerContext(ctl_client, factory, recorder, clock, {"config": config, "root_ca": root_ca})
                 controller = spec.factory(ctx, config)
                 workers = config.concurrency.get(spec.name)
                 tasks.append(asyncio.create_task(controller.run(workers), name=spec.name))
