@@ -223,3 +223,25 @@ def test_the_chooser_picks_v1_on_this_host(unique):
     assert manager.version == (2 if common.mountinfo() and os.path.exists("/sys/fs/cgroup/cgroup.controllers")
                                else 1)
     assert not manager.exists()
+
+
+def test_device_rules_allow_the_listed_and_deny_the_rest(real):
+    """v1: devices.allow/deny; v2: an eBPF program attached to the cgroup (checked on the real unified mount)."""
+    real.create()
+    real.set(Resources.from_oci({"devices": [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"},  # /dev/kmsg, write only
+    ]}))
+    script = ("read go; echo a > /dev/null && echo null-ok; (head -c1 /dev/kmsg > /dev/null) 2>/dev/null "
+              "&& echo kmsg-read-ok || echo kmsg-read-denied; (: > /dev/kmsg) && echo kmsg-write-ok")
+    p = subprocess.Popen(["sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    real.apply(p.pid)
+    out, _ = p.communicate("go\n", timeout=10)
+    assert out.split() == ["null-ok", "kmsg-read-denied", "kmsg-write-ok"]
+    # a later allow-all replaces the list
+    real.set(Resources.from_oci({"devices": [{"allow": True, "access": "rwm"}]}))
+    p = subprocess.Popen(["sh", "-c", "read go; (: < /dev/kmsg) && echo kmsg-open-ok"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    real.apply(p.pid)
+    out, _ = p.communicate("go\n", timeout=10)
+    assert out.strip() == "kmsg-open-ok"

@@ -4,7 +4,8 @@ OCI resources are written in v1 terms; the conversions follow the kernel's
 documentation and runc's (cpu shares -> cpu.weight, blkio weight ->
 io.weight, memory.swap = memory+swap -> memory.swap.max = swap only).
 Freezing uses cgroup.freeze and waits for `frozen 1` in cgroup.events;
-SIGKILL to everything uses cgroup.kill (Linux 5.14+). See `manager.py`.
+SIGKILL to everything uses cgroup.kill (Linux 5.14+); device rules become an
+eBPF program (devicefilter.py). See `manager.py`.
 """
 
 from __future__ import annotations
@@ -147,10 +148,11 @@ class CgroupV2Manager:
         if r.hugepage_limits:
             for size, limit in r.hugepage_limits.items():
                 common.write(p, f"hugetlb.{size}.max", _max(limit))
-        if r.devices is not None and not _allows_everything(r):
-            raise Unsupported(
-                "device rules on cgroup v2 need an eBPF device filter, which kapal-runtime does not load yet"
-            )
+        if r.devices is not None:
+            from kapal.linux.cgroups import devicefilter
+            from kapal.linux.devices import DEFAULT_RULES
+
+            devicefilter.apply(p, [*r.devices, *DEFAULT_RULES])
         for key, value in (r.unified or {}).items():
             if "/" in key or key.startswith("."):
                 raise Invalid(f"linux.resources.unified key {key!r}: want a file name such as memory.high")
@@ -242,8 +244,3 @@ class CgroupV2Manager:
 
     def destroy(self) -> None:
         common.remove_dir(self._path)
-
-
-def _allows_everything(r: Resources) -> bool:
-    rules = r.devices or []
-    return bool(rules) and rules[-1].allow and rules[-1].is_everything() and all(x.allow for x in rules)
