@@ -127,8 +127,8 @@ _prlimit = libc.function("prlimit")
 
 # Syscalls glibc does not wrap, by machine.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "mount_setattr": 442, "openat2": 437},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "mount_setattr": 442, "openat2": 437},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -164,6 +164,12 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, recursive: bool = T
     attr = u64(attr_set, attr_clr, 0, 0)
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     check(_syscall(_NR["mount_setattr"], fd, b"", flags, attr, len(attr)), "mount_setattr")
+
+
+def openat2(dir_fd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2) with struct open_how {flags, mode, resolve}."""
+    how = u64(flags, mode, resolve)
+    return check(_syscall(_NR["openat2"], dir_fd, _bytes(path), how, len(how)), f"openat2 {path}", path)
 
 
 def umount2(target: str, flags: int = 0) -> None:
