@@ -56,12 +56,21 @@ def podman(tmp_path_factory, rootfs):
     base = tmp_path_factory.mktemp("podman")
     default_root = Path("/run/kapal-runtime")  # podman passes no --root: its containers live in the default
     had_default_root = default_root.exists()
+    conmon_cgroups = [h / "libpod_parent" for h in Path("/sys/fs/cgroup").iterdir()]
+    had_conmon_cgroups = any(p.exists() for p in conmon_cgroups)
     p = Podman(base, rootfs)
     yield p
     p("rm", "-af", "-t", "0", check=False)
     # Not `system reset`: it would also drop networks, which are global. --rootfs containers use no
     # image layers, so the private directories hold no mounts once the containers are gone.
     shutil.rmtree(base, ignore_errors=True)
+    if not had_conmon_cgroups:  # conmon puts itself in /libpod_parent/conmon
+        for parent in conmon_cgroups:
+            for path in (parent / "conmon", parent):
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
     if not had_default_root:
         shutil.rmtree(default_root / ".seccomp", ignore_errors=True)
         try:
