@@ -104,14 +104,15 @@ class ControlPlane:
         return "\n".join(f"--- {c.name} ---\n{c.log.read_text(errors='replace')[-4000:]}" for c in self.components)
 
 
-def start_control_plane(tmp: Path, *, nodes: int = 3, kcm_args: tuple[str, ...] = (),
+def start_control_plane(tmp: Path, *, nodes: int = 3, kcm: bool = True, kcm_args: tuple[str, ...] = (),
                         kcm_env: dict[str, str] | None = None) -> ControlPlane:
     api = start_apiserver(tmp / "data")
     plane = ControlPlane(tmp, api,
                          component_kubeconfig(api, "system:kube-controller-manager", [], tmp / "kcm.kubeconfig"),
                          component_kubeconfig(api, "system:kube-scheduler", [], tmp / "scheduler.kubeconfig"))
     try:
-        plane.start_controller_manager("kcm", *kcm_args, env=kcm_env)
+        if kcm:
+            plane.start_controller_manager("kcm", *kcm_args, env=kcm_env)
         plane.start_scheduler()
         if nodes:
             plane.start_hollow_nodes(nodes)

@@ -54,22 +54,23 @@ class InterPodAffinity:
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        """Upstream's order: the pod's affinity, then its anti-affinity, then existing pods' anti-affinity."""
         existing, anti, affinity, self_match = state.data[self.name]
         labels = node.labels
-        if existing:
-            for pair in labels.items():
-                if existing.get(pair):
-                    return unschedulable(self.name, EXISTING_ANTI)
-        for term, counts in zip(pod.anti_affinity, anti):
-            value = labels.get(term.topology_key)
-            if value is not None and counts.get((term.topology_key, value)):
-                return unschedulable(self.name, ANTI)
         for term, counts in zip(pod.affinity, affinity):
             value = labels.get(term.topology_key)
             if value is None:
                 return unresolvable(self.name, AFFINITY)
             if not counts.get((term.topology_key, value)) and not self_match:
                 return unresolvable(self.name, AFFINITY)
+        for term, counts in zip(pod.anti_affinity, anti):
+            value = labels.get(term.topology_key)
+            if value is not None and counts.get((term.topology_key, value)):
+                return unschedulable(self.name, ANTI)
+        if existing:
+            for pair in labels.items():
+                if existing.get(pair):
+                    return unschedulable(self.name, EXISTING_ANTI)
         return None
 
     # --- scoring ----------------------------------------------------------------------------------------------------
