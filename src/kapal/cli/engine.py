@@ -9,6 +9,15 @@ import sys
 from pathlib import Path
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"want true or false, not {text!r}")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="kapal engine", description="Run the engine: the Docker Engine API on a unix socket."
@@ -29,6 +38,33 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--registry-certs-dir", default="/etc/kapal/certs.d", help="<dir>/<host:port>/ca.crt CAs")
     parser.add_argument(
         "--runtime", default="runc", help="runc-compatible OCI runtime binary (runc, crun, kapal-runtime)"
+    )
+    parser.add_argument(
+        "--live-restore",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="containers keep running while the engine is down, and the next engine adopts them (default true; "
+        "--live-restore=false stops them with a 10 s grace when the engine stops)",
+    )
+    parser.add_argument(
+        "--lxcfs-dir",
+        default="/var/lib/kapal/lxcfs",
+        help="lxcfs mount to use or start (a host-wide service that stays) for containers' /proc files",
+    )
+    parser.add_argument("--no-lxcfs", action="store_true", help="containers see the host's /proc files")
+    parser.add_argument("-b", "--bridge", default="kapal0", help="the default network's bridge device")
+    parser.add_argument(
+        "--bip", default="10.89.0.1/16", help="the bridge's address and prefix: gateway and subnet of containers"
+    )
+    parser.add_argument(
+        "--network-pool",
+        type=int,
+        default=2,
+        metavar="N",
+        help="bridge network namespaces kept attached ahead of container starts (0: attach on start)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     try:
@@ -53,10 +89,17 @@ def main(argv: list[str]) -> int:
         insecure_registries=tuple(args.insecure_registry),
         certs_dir=Path(args.registry_certs_dir),
         runtime=args.runtime,
+        live_restore=args.live_restore,
+        lxcfs_dir=None if args.no_lxcfs else Path(args.lxcfs_dir),
+        bridge=args.bridge,
+        bridge_cidr=args.bip,
+        network_pool=args.network_pool,
     )
     try:
         run(config)
     except KapalError as e:
         print(f"kapal engine: {e}", file=sys.stderr)
         return 125
+    except KeyboardInterrupt:
+        return 130
     return 0

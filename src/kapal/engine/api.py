@@ -238,40 +238,74 @@ async def version(request: web.Request) -> web.StreamResponse:
     return json_response(version_doc())
 
 
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 async def info(request: web.Request) -> web.StreamResponse:
+    import os
+
     engine = engine_of(request)
     images = await in_thread(request, engine.images.list)
-    containers = engine.containers.list_all() if engine.containers is not None else []  # type: ignore[attr-defined]
+    mgr = engine.containers
+    containers = mgr.list_all() if mgr is not None else []  # type: ignore[attr-defined]
     running = sum(1 for c in containers if c.get("State") == "running")
+    paused = sum(1 for c in containers if c.get("State") == "paused")
+    runtime = getattr(getattr(mgr, "runtime", None), "name", engine.config.runtime)
+    lxcfs = getattr(getattr(mgr, "lxcfs", None), "dir", None)
+    bridge = getattr(getattr(mgr, "networks", None), "bridge", None)
     return json_response(
         {
             "ID": "",
             "Containers": len(containers),
             "ContainersRunning": running,
-            "ContainersPaused": 0,
-            "ContainersStopped": len(containers) - running,
+            "ContainersPaused": paused,
+            "ContainersStopped": len(containers) - running - paused,
             "Images": len(images),
             "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Log": ["json-file"]},
+            "MemoryLimit": True,
+            "SwapLimit": os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "CPUShares": True,
+            "CPUSet": True,
+            "PidsLimit": True,
+            "IPv4Forwarding": True,
+            "Debug": False,
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1",
             "DockerRootDir": str(engine.root),
             "KernelVersion": platform.release(),
             "OperatingSystem": "kapal",
             "OSType": "linux",
             "Architecture": platform.machine(),
-            "NCPU": __import__("os").cpu_count(),
+            "NCPU": os.cpu_count(),
+            "MemTotal": _mem_total(),
             "Name": platform.node(),
             "ServerVersion": __version__,
-            "CgroupDriver": "cgroupfs",
-            "Runtimes": {"kapal": {"path": "kapal-runtime"}},
-            "DefaultRuntime": "kapal",
+            "Runtimes": {runtime: {"path": runtime}},
+            "DefaultRuntime": runtime,
+            "LiveRestoreEnabled": bool(getattr(mgr, "live_restore", False)),
+            "InitBinary": "docker-init",
             "RegistryConfig": {
                 "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
                 "IndexConfigs": {},
                 "Mirrors": [],
             },
             "Swarm": {"LocalNodeState": "inactive"},
-            "SecurityOptions": [],
-            "Warnings": None,
+            "SecurityOptions": ["name=seccomp,profile=builtin", "name=no-new-privileges"],
+            "Labels": [f"kapal.lxcfs={lxcfs or 'off'}", f"kapal.bridge={bridge.bridge if bridge else ''}"],
+            "Warnings": None if lxcfs else ["WARNING: lxcfs is off: containers see the host's /proc/meminfo"],
         }
     )
 
@@ -290,7 +324,9 @@ def build_app(engine: Engine, executor: ThreadPoolExecutor | None = None) -> web
     routes_images.register(r)
     routes_volumes.register(r)
     if engine.containers is not None:
-        from . import routes_containers
+        from . import routes_containers, routes_exec, routes_system
 
         routes_containers.register(r)
+        routes_exec.register(r)
+        routes_system.register(r)
     return app

@@ -18,6 +18,11 @@ class EngineConfig:
     insecure_registries: tuple[str, ...] = ()
     certs_dir: Path = Path("/etc/kapal/certs.d")
     runtime: str = "runc"
+    live_restore: bool = True
+    lxcfs_dir: Path | None = Path("/var/lib/kapal/lxcfs")  # None: containers see the host's /proc files
+    bridge: str = "kapal0"
+    bridge_cidr: str = "10.89.0.1/16"  # the bridge's address: gateway and subnet, as dockerd's --bip
+    network_pool: int = 2  # bridge namespaces kept attached ahead of `docker run`
     extra: dict[str, str] = field(default_factory=dict)
 
     @property

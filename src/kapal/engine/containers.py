@@ -1,56 +1,67 @@
-"""Containers: create → start → exit → remove, with their filesystems, volumes, stdio and logs.
+"""Containers: create → start → exit → remove, with their filesystems, volumes, networks, stdio and logs.
 
-A container's root filesystem is the image's layer snapshots + an `-init`
-snapshot (/etc/hosts, /etc/hostname, /etc/resolv.conf and the mountpoints
-/proc, /sys, /dev) + its own rw snapshot, mounted with overlay at
-`<data-root>/containers/<id>/rootfs` while it runs. Volumes are bind mounts
-given to the runtime. `commit` reads only the rw snapshot; `diff` lists it.
-The engine is the child subreaper and reaps each container's init, so exit
-codes arrive without a per-container shim process.
+A container's root filesystem is the image's layer snapshots + an `-init` snapshot (/etc/hosts,
+/etc/hostname, /etc/resolv.conf and the mountpoints /proc, /sys, /dev) + its own rw snapshot, mounted
+with overlay at `<data-root>/containers/<id>/rootfs` while it runs. Volumes are bind mounts given to
+the runtime. `commit` reads only the rw snapshot; `diff` lists it.
+
+Each running container has a shim (shim.py) that holds its stdio, writes its json-file log and
+records its exit; the engine keeps one connection per shim for output (attach, logs -f) and the exit.
+With live restore (the default) containers outlive the engine: the next engine reconnects to their
+shims, or reads the exit the shim recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
 import stat
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from kapal.errors import Conflict, FailedPrecondition, Invalid, NotFound, Unsupported
+from kapal.errors import Conflict, FailedPrecondition, Invalid, KapalError, NotFound, Unsupported
 from kapal.image.archive import upper_changes, write_layer
 from kapal.image.reference import parse
 
-from . import _mount
-from .ocispec import build_spec, command_of, merge_env, resolve_command, resolve_user
+from . import _mount, hostconfig, stats
+from .events import EventLog
+from .jsonlog import LogFollower
+from .lxcfs import Lxcfs
+from .networking import EngineNetworks, hosts_file, parse_port_bindings
+from .ocispec import build_spec, command_of, default_mounts, merge_env, resolve_command, resolve_user
 from .runtimes import ContainerRuntime
+from .seccomp_profile import default_profile
 from .service import DEFAULT_CONTAINER_CONFIG, Engine
+from .shimclient import ShimConnection, ShimError, ShimLauncher, connect, read_exit, shim_alive
 
 log = logging.getLogger(__name__)
 
 INIT_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 CGROUP_PARENT = "kapal"
-# HostConfig keys the engine acts on; any other key with a non-zero value is refused by name.
-_HANDLED_HOST_CONFIG = frozenset(
-    {"Binds", "AutoRemove", "NetworkMode", "LogConfig", "RestartPolicy", "ConsoleSize", "PortBindings", "Isolation"}
-)
 ZERO_TIME = "0001-01-01T00:00:00Z"
+PRIVATE = "KapalState"  # the engine's own fields in the record; never shown by inspect
+INIT_PATH = "/sbin/docker-init"
 _ADJ = "admiring brave clever dazzling eager festive gifted happy jolly keen lucid modest nifty quirky serene".split()
 _NAMES = "turing hopper lovelace ritchie thompson torvalds liskov knuth dijkstra hamilton noether curie bohr".split()
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
 
 
 def _parse_iso(text: str) -> float:
@@ -69,7 +80,7 @@ class Attacher:
 
 
 class Container:
-    """The persisted record (Docker's inspect fields) plus live handles while it runs."""
+    """The persisted record (Docker's inspect fields, plus PRIVATE) and the live handles while it runs."""
 
     def __init__(self, doc: dict, root: Path) -> None:
         self.doc = doc
@@ -77,9 +88,14 @@ class Container:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.exits = 0
+        self.output_seq = 0
         self.removed = False
         self.attachers: list[Attacher] = []
-        self.pid = 0
+        self.shim: ShimConnection | None = None
+        self.shim_proc: subprocess.Popen | None = None
+        self.generation = 0
+        self.pending_stdin = bytearray()
+        self.pending_stdin_closed = False
 
     @property
     def id(self) -> str:
@@ -94,17 +110,40 @@ class Container:
         return self.doc["State"]
 
     @property
+    def private(self) -> dict:
+        return self.doc.setdefault(PRIVATE, {})
+
+    @property
     def running(self) -> bool:
         return bool(self.state["Running"])
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.doc["Config"].get("Tty"))
 
     @property
     def rootfs(self) -> Path:
         return self.dir / "rootfs"
 
+    @property
+    def cgroup(self) -> str:
+        return self.private.get("cgroup") or f"/{CGROUP_PARENT}/{self.id}"
+
     def save(self) -> None:
         tmp = self.dir / "config.v2.json.tmp"
         tmp.write_text(json.dumps(self.doc))
         os.rename(tmp, self.dir / "config.v2.json")
+
+    def output(self, stream: int, data: bytes) -> None:
+        with self.lock:
+            attachers = list(self.attachers)
+            self.output_seq += 1
+            self.changed.notify_all()
+        for a in attachers:
+            try:
+                a.on_data(stream, data)
+            except Exception:
+                log.exception("attach stream of %s", self.id[:12])
 
 
 def parse_bind(spec: str) -> tuple[str, str, str]:
@@ -123,36 +162,62 @@ def parse_bind(spec: str) -> tuple[str, str, str]:
     raise Invalid(f"invalid volume specification: '{spec}'")
 
 
+def network_mode(hc: dict, body: dict) -> str:
+    mode = hc.get("NetworkMode") or "default"
+    if body.get("NetworkDisabled"):
+        return "none"
+    if mode == "default":
+        return "bridge"
+    if mode in ("bridge", "host", "none") or mode.startswith(("container:", "ns:")):
+        return mode
+    raise Unsupported(
+        f"network {mode!r}: kapal has the networks bridge, host and none (and container:<id>, ns:<path>); "
+        "user-defined networks are not supported"
+    )
+
+
 class ContainerManager:
-    def __init__(self, engine: Engine, runtime: ContainerRuntime) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        runtime: ContainerRuntime,
+        *,
+        networks: EngineNetworks | None = None,
+        lxcfs: Lxcfs | None = None,
+        launcher: ShimLauncher | None = None,
+        live_restore: bool = True,
+        events: EventLog | None = None,
+    ) -> None:
         self.engine = engine
         self.runtime = runtime
         self.root = engine.root / "containers"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.networks = networks or EngineNetworks(engine.root)
+        self.lxcfs = lxcfs or Lxcfs.disabled()
+        self.launcher = launcher or ShimLauncher()
+        self.live_restore = live_restore
+        self.events = events or getattr(engine, "events", None) or EventLog()
         self._lock = threading.RLock()
         self._containers: dict[str, Container] = {}
+        self._reaper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="reap")
+        from .execs import ExecManager
+
+        self.execs = ExecManager(self)
         for entry in self.root.iterdir():
             cfg = entry / "config.v2.json"
             if cfg.exists():
                 c = Container(json.loads(cfg.read_text()), self.root)
                 self._containers[c.id] = c
-                if c.running:
-                    self._recover(c)
+            elif entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)  # a create cut short
+        in_use = {(c.private.get("network") or {}).get("sandbox", {}).get("id", "") for c in self._containers.values()
+                  if c.running}
+        self.networks.sweep({s for s in in_use if s})
+        for c in list(self._containers.values()):
+            if c.running:
+                self._restore(c)
         engine.containers = self  # type: ignore[assignment]
         engine.set_image_users(self.image_users)
-
-    def _recover(self, c: Container) -> None:
-        """A container that was running when the engine stopped: its reaper is gone; stop and mark it exited."""
-        log.warning("container %s was running when the engine stopped; stopping it", c.id[:12])
-        try:
-            self.runtime.delete(c.id, force=True)
-        except Exception:
-            pass
-        _mount.unmount(str(c.rootfs), detach=True)
-        c.state.update(
-            Status="exited", Running=False, Pid=0, ExitCode=255, FinishedAt=now_iso(), Error="engine restarted"
-        )
-        c.save()
 
     # ------------------------------------------------------------ lookup
 
@@ -172,23 +237,34 @@ class ContainerManager:
                 raise Invalid(f"multiple IDs found with provided prefix: {ref}")
         raise NotFound(f"No such container: {ref}")
 
-    def list_all(self) -> list[dict]:
+    def all(self) -> list[Container]:
         with self._lock:
-            return [{"Id": c.id, "State": c.state["Status"]} for c in self._containers.values()]
+            return list(self._containers.values())
+
+    def list_all(self) -> list[dict]:
+        return [{"Id": c.id, "State": c.state["Status"]} for c in self.all()]
 
     def image_users(self, image_id: str) -> list[str]:
-        with self._lock:
-            return [c.id for c in self._containers.values() if c.doc["Image"] == image_id]
+        return [c.id for c in self.all() if c.doc["Image"] == image_id]
 
     def volume_users(self, name: str) -> list[str]:
-        with self._lock:
-            return [c.id for c in self._containers.values() if any(m.get("Name") == name for m in c.doc["Mounts"])]
+        return [c.id for c in self.all() if any(m.get("Name") == name for m in c.doc["Mounts"])]
+
+    def _event(self, c: Container, action: str, **extra: str) -> None:
+        attrs = {"image": c.doc["Config"].get("Image", ""), "name": c.name}
+        attrs.update(c.doc["Config"].get("Labels") or {})
+        attrs.update(extra)
+        self.events.emit("container", action, c.id, attrs)
 
     # ------------------------------------------------------------ create
 
     def create(self, body: dict, name: str | None = None) -> dict:
+        if not isinstance(body, dict):
+            raise Invalid("the container config must be a JSON object")
         host_config = dict(body.get("HostConfig") or {})
-        self._refuse_unsupported(body, host_config)
+        if body.get("Healthcheck") and (body["Healthcheck"].get("Test") or []) not in ([], ["NONE"]):
+            raise Unsupported("health checks are not supported by kapal yet")
+        warnings = hostconfig.validate(host_config, body)
         image_name = body.get("Image") or ""
         if not image_name:
             raise Invalid("no image specified: create needs an image")
@@ -197,6 +273,16 @@ class ContainerManager:
         except NotFound:
             ref = parse(image_name).tagged_or_latest() if "@" not in image_name else parse(image_name)
             raise NotFound(f"No such image: {ref.familiar()}") from None
+        mode = network_mode(host_config, body)
+        ports = parse_port_bindings(host_config.get("PortBindings"))
+        if ports and mode != "bridge":
+            warnings.append(f"Published ports are discarded when using {mode.split(':')[0]} network mode")
+        for key in ("NetworkMode", "IpcMode", "PidMode"):
+            value = host_config.get(key) or ""
+            if value.startswith("container:"):
+                self.get(value.split(":", 1)[1])
+            if value.startswith("ns:") and not os.path.exists(value[3:]):
+                raise NotFound(f"{key} {value}: no such namespace file")
         with self._lock:
             if name:
                 if not _valid_name(name):
@@ -212,45 +298,93 @@ class ContainerManager:
             cid = secrets.token_hex(32)
             cdir = self.root / cid
             cdir.mkdir()
+        try:
+            doc = self._new_record(cid, cdir, name, body, host_config, image, mode, ports)
+        except BaseException:
+            self._drop_snapshots(cid)
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        c = Container(doc, self.root)
+        with self._lock:
+            if any(o.name == c.name for o in self._containers.values()):
+                self._drop_snapshots(cid)
+                shutil.rmtree(cdir, ignore_errors=True)
+                raise Conflict(f'Conflict. The container name "/{c.name}" is already in use.')
+            self._containers[cid] = c
+        c.save()
+        self._event(c, "create")
+        return {"Id": cid, "Warnings": warnings}
+
+    def _new_record(
+        self, cid: str, cdir: Path, name: str, body: dict, host_config: dict, image, mode: str, ports
+    ) -> dict:
         image_cfg = image.config.get("config") or {}
         config = dict(DEFAULT_CONTAINER_CONFIG)
         config.update({k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")})
-        config["Image"] = image_name
+        config["Image"] = body["Image"]
         config["Env"] = merge_env(image_cfg.get("Env"), body.get("Env"))
         if not body.get("Cmd") and body.get("Entrypoint") is None:
             config["Cmd"] = image_cfg.get("Cmd")
         if body.get("Entrypoint") is None:
             config["Entrypoint"] = image_cfg.get("Entrypoint")
+        elif body.get("Entrypoint") == [""] or body.get("Entrypoint") == "":
+            config["Entrypoint"] = None
         if not config.get("WorkingDir"):
             config["WorkingDir"] = image_cfg.get("WorkingDir") or ""
+        if config["WorkingDir"] and not config["WorkingDir"].startswith("/"):
+            raise Invalid(f"the working directory '{config['WorkingDir']}' is invalid, it needs to be an absolute path")
         if not config.get("User"):
             config["User"] = image_cfg.get("User") or ""
+        if not config.get("StopSignal") and image_cfg.get("StopSignal"):
+            config["StopSignal"] = image_cfg["StopSignal"]
+        if config.get("StopSignal"):
+            _signal_number(config["StopSignal"])
         labels = dict(image_cfg.get("Labels") or {})
         labels.update(body.get("Labels") or {})
         config["Labels"] = labels
-        config["Hostname"] = body.get("Hostname") or cid[:12]
+        if mode == "host" and not body.get("Hostname"):
+            config["Hostname"] = os.uname().nodename
+        else:
+            config["Hostname"] = body.get("Hostname") or cid[:12]
+        exposed = dict(image_cfg.get("ExposedPorts") or {})
+        exposed.update(body.get("ExposedPorts") or {})
+        for p in ports:
+            exposed.setdefault(f"{p.container_port}/{p.protocol}", {})
+        if exposed:
+            config["ExposedPorts"] = exposed
+        if host_config.get("PublishAllPorts"):
+            bindings = dict(host_config.get("PortBindings") or {})
+            for key in exposed:
+                bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}])
+            host_config["PortBindings"] = bindings
         volumes = dict(image_cfg.get("Volumes") or {})
         volumes.update(body.get("Volumes") or {})
         config["Volumes"] = volumes or None
-        args = command_of(image_cfg, body)
-        try:
-            mounts = self._volume_mounts(host_config.get("Binds") or [], volumes)
-            top = image.top_chain_id
-            init_key, rw_key = f"{cid}-init", cid
-            self.engine.snapshots.prepare(f"{init_key}-prep", top)
-            self._write_init_layer(f"{init_key}-prep", config["Hostname"], top)
-            self.engine.snapshots.commit(init_key, f"{init_key}-prep")
-            self.engine.snapshots.prepare(rw_key, init_key)
-        except BaseException:
-            self._drop_snapshots(cid)
-            shutil.rmtree(cdir, ignore_errors=True)
-            raise
-        host_config.setdefault("NetworkMode", "none")
-        host_config["LogConfig"] = {"Type": "json-file", "Config": {}}
+        command_body = dict(body)
+        if body.get("Entrypoint") in ([""], ""):
+            command_body["Entrypoint"] = []  # --entrypoint "": no entrypoint, and the image's CMD goes too
+        args = command_of(image_cfg, command_body)
+        if host_config.get("Init"):
+            hostconfig.tini_path()
+        mounts = self._volume_mounts(host_config.get("Binds") or [], volumes, host_config.get("Mounts") or [])
+        top = image.top_chain_id
+        init_key, rw_key = f"{cid}-init", cid
+        self.engine.snapshots.prepare(f"{init_key}-prep", top)
+        self._write_init_layer(f"{init_key}-prep", config["Hostname"], host_config, mode)
+        self.engine.snapshots.commit(init_key, f"{init_key}-prep")
+        self.engine.snapshots.prepare(rw_key, init_key)
+        host_config.setdefault("NetworkMode", "default")
+        if host_config["NetworkMode"] == "":
+            host_config["NetworkMode"] = "default"
+        log_config = dict(host_config.get("LogConfig") or {})
+        host_config["LogConfig"] = {"Type": "json-file", "Config": dict(log_config.get("Config") or {})}
         host_config.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+        if not (host_config["RestartPolicy"] or {}).get("Name"):
+            host_config["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
         host_config.setdefault("AutoRemove", False)
         host_config.setdefault("Binds", None)
-        doc = {
+        cgroup_parent = (host_config.get("CgroupParent") or CGROUP_PARENT).strip("/")
+        return {
             "Id": cid,
             "Created": now_iso(),
             "Path": args[0],
@@ -269,9 +403,9 @@ class ContainerManager:
                 "FinishedAt": ZERO_TIME,
             },
             "Image": image.id,
-            "ResolvConfPath": "",
-            "HostnamePath": "",
-            "HostsPath": "",
+            "ResolvConfPath": str(self.engine.snapshots.upper_dir(f"{cid}-init") / "etc/resolv.conf"),
+            "HostnamePath": str(self.engine.snapshots.upper_dir(f"{cid}-init") / "etc/hostname"),
+            "HostsPath": str(self.engine.snapshots.upper_dir(f"{cid}-init") / "etc/hosts"),
             "LogPath": str(cdir / f"{cid}-json.log"),
             "Name": "/" + name.lstrip("/"),
             "RestartCount": 0,
@@ -293,41 +427,9 @@ class ContainerManager:
             },
             "Mounts": mounts,
             "Config": config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "Ports": {},
-                "SandboxKey": "",
-                "Networks": {"none": {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": ""}},
-            },
+            "NetworkSettings": {},
+            PRIVATE: {"network": {"mode": mode}, "cgroup": f"/{cgroup_parent}/{cid}"},
         }
-        c = Container(doc, self.root)
-        c.save()
-        with self._lock:
-            self._containers[cid] = c
-        return {"Id": cid, "Warnings": []}
-
-    def _refuse_unsupported(self, body: dict, hc: dict) -> None:
-        """Options this engine does not implement yet fail by name instead of being ignored."""
-        if body.get("Tty"):
-            raise Unsupported("a terminal (-t/Tty) is not supported by this engine yet")
-        if body.get("OpenStdin"):
-            raise Unsupported("an open stdin (-i/OpenStdin) is not supported by this engine yet")
-        if body.get("Healthcheck") and (body["Healthcheck"].get("Test") or []) not in ([], ["NONE"]):
-            raise Unsupported("health checks are not supported by this engine yet")
-        network = hc.get("NetworkMode") or "default"
-        if network not in ("default", "none", "bridge"):
-            raise Unsupported(f"network mode {network!r} is not supported yet (containers have loopback only)")
-        if hc.get("PortBindings"):
-            raise Unsupported("published ports (-p) are not supported yet: containers have no network")
-        if (hc.get("LogConfig") or {}).get("Type") not in (None, "", "json-file"):
-            raise Unsupported(f"log driver {hc['LogConfig']['Type']!r} is not supported (json-file is)")
-        if (hc.get("RestartPolicy") or {}).get("Name") not in (None, "", "no"):
-            raise Unsupported(f"restart policy {hc['RestartPolicy']['Name']!r} is not supported yet")
-        for key, value in hc.items():
-            if key in _HANDLED_HOST_CONFIG or value in (None, 0, -1, "", [], {}, False):
-                continue
-            raise Unsupported(f"HostConfig.{key} is not supported by this engine yet")
 
     def _random_name(self) -> str:
         taken = {c.name for c in self._containers.values()}
@@ -339,41 +441,69 @@ class ContainerManager:
             if name not in taken:
                 return name
 
-    def _volume_mounts(self, binds: list[str], volumes: dict) -> list[dict]:
-        mounts: list[dict] = []
+    def _volume_mounts(self, binds: list[str], volumes: dict, mounts: list[dict]) -> list[dict]:
+        out: list[dict] = []
         dests: set[str] = set()
+
+        def add(m: dict) -> None:
+            dest = m["Destination"]
+            if not dest.startswith("/") or dest == "/":
+                raise Invalid(f"invalid mount config: mount path must be absolute: {dest!r}")
+            if dest in dests:
+                raise Invalid(f"Duplicate mount point: {dest}")
+            dests.add(dest)
+            out.append(m)
+
         for spec in binds:
             source, dest, mode = parse_bind(spec)
-            if not dest.startswith("/"):
-                raise Invalid(f"invalid mount config: mount path must be absolute: {dest}")
-            if mode and not set(mode.split(",")) <= {"ro", "rw", "z", "Z", "rprivate", "private"}:
+            opts = set(mode.split(",")) - {""}
+            if not opts <= {"ro", "rw", "z", "Z", "rprivate", "private", "rshared", "shared", "rslave", "slave",
+                            "nocopy", "copy"}:
                 raise Invalid(f"invalid mode: {mode}")
-            rw = "ro" not in mode.split(",")
+            rw = "ro" not in opts
+            propagation = next((o for o in opts if o.endswith(("private", "shared", "slave"))), "rprivate")
             if source.startswith("/"):
                 if not os.path.exists(source):
                     os.makedirs(source, exist_ok=True)  # Docker creates missing bind sources for -v
-                mounts.append(
-                    {
-                        "Type": "bind",
-                        "Source": source,
-                        "Destination": dest,
-                        "Mode": mode,
-                        "RW": rw,
-                        "Propagation": "rprivate",
-                    }
-                )
+                add({"Type": "bind", "Source": source, "Destination": dest, "Mode": mode, "RW": rw,
+                     "Propagation": propagation})
             else:
                 vol = self.engine.volumes.create(source or None)
-                mounts.append(_volume_mount(vol.name, str(vol.mountpoint), dest, mode, rw))
-            dests.add(dest)
+                add(_volume_mount(vol.name, str(vol.mountpoint), dest, mode, rw, "nocopy" not in opts))
+        for m in mounts:
+            kind = m.get("Type") or "volume"
+            target = m.get("Target") or m.get("Destination") or ""
+            readonly = bool(m.get("ReadOnly"))
+            if kind == "bind":
+                source = m.get("Source") or ""
+                if not source.startswith("/"):
+                    raise Invalid(f'invalid mount config for type "bind": invalid mount path: {source!r} '
+                                  "mount path must be absolute")
+                if not os.path.exists(source):
+                    raise Invalid(f'invalid mount config for type "bind": bind source path does not exist: {source}')
+                propagation = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+                add({"Type": "bind", "Source": source, "Destination": target, "Mode": "", "RW": not readonly,
+                     "Propagation": propagation})
+            elif kind == "volume":
+                vol = self.engine.volumes.create(m.get("Source") or None)
+                nocopy = bool((m.get("VolumeOptions") or {}).get("NoCopy"))
+                add(_volume_mount(vol.name, str(vol.mountpoint), target, "z", not readonly, not nocopy))
+            elif kind == "tmpfs":
+                if m.get("Source"):
+                    raise Invalid('invalid mount config for type "tmpfs": source must not be specified')
+                hostconfig.mount_tmpfs(target, m.get("TmpfsOptions"))
+                add({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": not readonly,
+                     "Propagation": "", "TmpfsOptions": m.get("TmpfsOptions") or {}})
+            else:
+                raise Unsupported(f"mount type {kind!r} is not supported (bind, volume, tmpfs are)")
         for dest in volumes:
             if dest in dests:
                 continue
             vol = self.engine.volumes.create(None)
-            mounts.append(_volume_mount(vol.name, str(vol.mountpoint), dest, "", True))
-        return mounts
+            add(_volume_mount(vol.name, str(vol.mountpoint), dest, "", True, True))
+        return out
 
-    def _write_init_layer(self, key: str, hostname: str, parent: str | None) -> None:
+    def _write_init_layer(self, key: str, hostname: str, hc: dict, mode: str) -> None:
         upper = self.engine.snapshots.upper_dir(key)
         lowers = self.engine.snapshots.lower_dirs(key)
 
@@ -396,22 +526,42 @@ class ContainerManager:
         if not (upper / "etc").is_dir():
             return
         (upper / "etc/hostname").write_text(hostname + "\n")
-        (upper / "etc/hosts").write_text(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-            f"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-        )
-        (upper / "etc/resolv.conf").write_text(_resolv_conf())
+        self._write_hosts(upper, hostname, hc, mode, None)
+        (upper / "etc/resolv.conf").write_text(_resolv_conf(hc, host=mode == "host"))
         for f in INIT_FILES:
             os.chmod(upper / f, 0o644)
         if lower_stat("etc/mtab") is None:
             os.symlink("/proc/mounts", upper / "etc/mtab")
+
+    def _write_hosts(self, upper: Path, hostname: str, hc: dict, mode: str, address: str | None,
+                     gateway: str | None = None) -> None:
+        if not (upper / "etc").is_dir():
+            return
+        if mode == "host":
+            try:
+                text = Path("/etc/hosts").read_text()
+            except OSError:
+                text = hosts_file(hostname, None)
+        else:
+            text = hosts_file(hostname, address)
+        for entry in hc.get("ExtraHosts") or []:
+            host, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
+            if not sep or not host or not ip:
+                raise Invalid(f"invalid IP address in add-host: {entry!r}")
+            if ip == "host-gateway":
+                ip = gateway or str(self.networks.bridge.gateway)
+            text += f"{ip}\t{host}\n"
+        tmp = upper / "etc/.hosts.tmp"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, upper / "etc/hosts")
 
     def _drop_snapshots(self, cid: str) -> None:
         for key in (cid, f"{cid}-init", f"{cid}-init-prep"):
             if self.engine.snapshots.exists(key):
                 self.engine.snapshots.remove(key)
 
-    # ------------------------------------------------------------ start / exit
+    # ------------------------------------------------------------ start
 
     def start(self, ref: str) -> bool:
         """Start; returns False when it was already running (the API answers 304)."""
@@ -425,125 +575,275 @@ class ContainerManager:
             try:
                 self._start(c)
             except BaseException as e:
-                c.state.update(Status="exited" if c.state["StartedAt"] != ZERO_TIME else "created", Error=str(e))
-                c.state["ExitCode"] = 127 if "not found" in str(e) or "no such file" in str(e) else 126
-                _mount.unmount(str(c.rootfs), detach=True)
+                message = str(e)
+                c.state.update(Error=message)
+                if "not found" in message or "no such file" in message:
+                    c.state["ExitCode"] = 127
+                elif "permission denied" in message:
+                    c.state["ExitCode"] = 126
+                else:
+                    c.state["ExitCode"] = 128
                 c.save()
                 self._close_attachers(c)
                 raise
+        self._event(c, "start")
         return True
 
+    def _namespaces(self, c: Container, sandbox_path: str | None) -> list[dict]:
+        hc = c.doc["HostConfig"]
+        mode = c.private["network"]["mode"]
+        out: list[dict] = [{"type": "mount"}]
+
+        def joined(kind: str, setting: str) -> dict | None:
+            if setting.startswith("ns:"):
+                return {"type": kind, "path": setting[3:]}
+            other = self.get(setting.split(":", 1)[1])
+            if not other.running:
+                raise FailedPrecondition(f"cannot join the {kind} namespace of container {other.id[:12]}: "
+                                         "it is not running")
+            if kind == "network":
+                sandbox = (other.private.get("network") or {}).get("sandbox")
+                if other.private["network"]["mode"] == "host":
+                    return None
+                if sandbox:
+                    return {"type": kind, "path": sandbox["netns"]}
+            return {"type": kind, "path": f"/proc/{other.state['Pid']}/ns/{'net' if kind == 'network' else kind}"}
+
+        if mode != "host":
+            ns = joined("network", mode) if mode.startswith(("container:", "ns:")) else \
+                {"type": "network", "path": sandbox_path}
+            if ns:
+                out.append(ns)
+        pid_mode = hc.get("PidMode") or ""
+        if pid_mode.startswith("container:"):
+            out.append(joined("pid", pid_mode) or {"type": "pid"})
+        elif pid_mode != "host":
+            out.append({"type": "pid"})
+        ipc_mode = hc.get("IpcMode") or ""
+        if ipc_mode.startswith("container:"):
+            out.append(joined("ipc", ipc_mode) or {"type": "ipc"})
+        elif ipc_mode != "host":
+            out.append({"type": "ipc"})
+        if (hc.get("UTSMode") or "") != "host":
+            out.append({"type": "uts"})
+        if (hc.get("CgroupnsMode") or "") == "private":
+            out.append({"type": "cgroup"})
+        return out
+
     def _start(self, c: Container) -> None:
-        c.rootfs.mkdir(exist_ok=True)
-        if not _mount.is_mounted(str(c.rootfs)):
-            _mount.mount_all(self.engine.snapshots.mounts(c.id), str(c.rootfs))
+        hc = c.doc["HostConfig"]
+        config = c.doc["Config"]
+        net = c.private["network"]
+        mode = net["mode"]
+        ports = parse_port_bindings(hc.get("PortBindings")) if mode == "bridge" else ()
+        sandbox = None
+        if mode in ("bridge", "none"):
+            sandbox = self.networks.sandbox(mode, ports)
+            net["sandbox"] = sandbox.to_record()
+        try:
+            att = sandbox.attachment if sandbox else None
+            init_upper = self.engine.snapshots.upper_dir(f"{c.id}-init")
+            self._write_hosts(init_upper, config["Hostname"], hc, mode, str(att.ip) if att else None,
+                              str(att.gateway) if att and att.gateway else None)
+            c.rootfs.mkdir(exist_ok=True)
+            if not _mount.is_mounted(str(c.rootfs)):
+                _mount.mount_all(self.engine.snapshots.mounts(c.id), str(c.rootfs))
+            spec = self._spec(c, sandbox.netns if sandbox else None)
+            (c.dir / "config.json").write_text(json.dumps(spec))
+            for stale in ("exit.json", "shim.pid"):
+                (c.dir / stale).unlink(missing_ok=True)
+            max_size, max_file = hostconfig.log_options(hc)
+            size = hc.get("ConsoleSize") or [0, 0]
+            settings = {
+                "id": c.id,
+                "bundle": str(c.dir),
+                "runtime": self.runtime.argv(),
+                "log_path": c.doc["LogPath"],
+                "log_max_size": max_size,
+                "log_max_files": max_file,
+                "tty": c.tty,
+                "stdin": bool(config.get("OpenStdin")),
+                "console_size": [int(size[0] or 0), int(size[1] or 0)] if size else [0, 0],
+                "exit_file": str(c.dir / "exit.json"),
+                "memory_cgroup": str(stats._controller("memory") / c.cgroup.lstrip("/")),
+                "pid_file": str(c.dir / "init.pid"),
+                "runtime_log": str(c.dir / "runtime.log"),
+            }
+            stdin, c.pending_stdin = bytes(c.pending_stdin), bytearray()
+            closed, c.pending_stdin_closed = c.pending_stdin_closed, False
+            try:
+                proc, conn, pid, early = self.launcher.spawn(c.dir, settings, stdin=stdin, close_stdin=closed)
+            except ShimError as e:
+                self.runtime.delete(c.id, force=True)
+                raise FailedPrecondition(_runtime_message(str(e))) from None
+        except BaseException:
+            _mount.unmount(str(c.rootfs), detach=True)
+            net.pop("sandbox", None)
+            if sandbox is not None:
+                self.networks.release(sandbox.to_record(), wait=True)
+            raise
+        c.generation += 1
+        c.shim, c.shim_proc = conn, proc
+        c.state.update(Status="running", Running=True, Paused=False, OOMKilled=False, Pid=pid, ExitCode=0,
+                       StartedAt=now_iso(), FinishedAt=ZERO_TIME, Error="")
+        c.save()
+        self._watch(c, conn, early)
+
+    def _spec(self, c: Container, netns_path: str | None) -> dict:
+        hc = c.doc["HostConfig"]
         config = c.doc["Config"]
         env = config["Env"]
         args = [c.doc["Path"], *c.doc["Args"]]
         args[0] = resolve_command(c.rootfs, args[0], env)
         user = resolve_user(c.rootfs, config.get("User") or "")
-        oci_mounts = []
-        for m in c.doc["Mounts"]:
-            target = c.rootfs / m["Destination"].lstrip("/")
-            if not target.exists() and not target.is_symlink():
+        if hc.get("GroupAdd"):
+            user = (user[0], user[1], [*user[2], *(_group_id(c.rootfs, g) for g in hc["GroupAdd"])])
+        cwd = config.get("WorkingDir") or "/"
+        if cwd != "/":
+            target = c.rootfs / cwd.lstrip("/")
+            if not target.exists():
                 target.mkdir(parents=True, exist_ok=True)
-            oci_mounts.append(
-                {
-                    "destination": m["Destination"],
-                    "type": "bind",
-                    "source": m["Source"],
-                    "options": ["rbind", "rprivate"] + ([] if m["RW"] else ["ro"]),
-                }
-            )
-        spec = build_spec(
+                os.chown(target, user[0], user[1])
+        caps = hostconfig.capabilities(hc)
+        device_nodes, device_rules = hostconfig.devices(hc)
+        nnp, seccomp_mode = hostconfig.security_options(hc)
+        if seccomp_mode == "unconfined":
+            seccomp = None
+        elif seccomp_mode == "default":
+            seccomp = default_profile(caps)
+        else:
+            try:
+                seccomp = json.loads(seccomp_mode)
+            except ValueError as e:
+                raise Invalid(f"invalid seccomp profile: {e}") from None
+        mounts = default_mounts(
+            shm_size=int(hc.get("ShmSize") or 64 << 20),
+            ipc_none=(hc.get("IpcMode") or "") == "none",
+            privileged=bool(hc.get("Privileged")),
+        )
+        mounts += self.lxcfs.mounts()
+        mounts += hostconfig.tmpfs_mounts(hc)
+        mounts += self._user_mounts(c)
+        if hc.get("Init"):
+            mounts.append({"destination": INIT_PATH, "type": "bind", "source": hostconfig.tini_path(),
+                           "options": ["rbind", "ro", "rprivate"]})
+            args = [INIT_PATH, "--", *args]
+        namespaces = self._namespaces(c, netns_path)
+        has_uts = any(ns["type"] == "uts" for ns in namespaces)
+        return build_spec(
             rootfs=c.rootfs,
             args=args,
             env=env,
-            cwd=config.get("WorkingDir") or "/",
+            cwd=cwd,
             user=user,
-            hostname=config["Hostname"],
-            tty=False,
-            mounts=oci_mounts,
-            cgroups_path=f"/{CGROUP_PARENT}/{c.id}",
+            hostname=config["Hostname"] if has_uts else "",
+            domainname=(config.get("Domainname") or "") if has_uts else "",
+            tty=c.tty,
+            mounts=mounts,
+            capabilities=caps,
+            resources=hostconfig.resources(hc, device_rules),
+            namespaces=namespaces,
+            readonly_rootfs=bool(hc.get("ReadonlyRootfs")),
+            cgroups_path=c.cgroup,
+            devices=device_nodes,
+            rlimits=hostconfig.rlimits(hc),
+            no_new_privileges=nnp,
+            seccomp=seccomp,
+            privileged=bool(hc.get("Privileged")),
+            sysctl=hc.get("Sysctls") or None,
+            oom_score_adj=int(hc.get("OomScoreAdj") or 0) or None,
+            masked_paths=hc.get("MaskedPaths"),
+            readonly_paths=hc.get("ReadonlyPaths"),
         )
-        (c.dir / "config.json").write_text(json.dumps(spec))
-        stdin_r = os.open(os.devnull, os.O_RDONLY)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        try:
-            pid = self.runtime.create(c.id, c.dir, (stdin_r, out_w, err_w))
-        except BaseException:
-            for fd in (out_r, err_r):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (stdin_r, out_w, err_w):
-                os.close(fd)
-        c.pid = pid
-        pumps = [
-            threading.Thread(target=self._pump, args=(c, out_r, 1), daemon=True, name=f"out-{c.id[:12]}"),
-            threading.Thread(target=self._pump, args=(c, err_r, 2), daemon=True, name=f"err-{c.id[:12]}"),
-        ]
-        for t in pumps:
-            t.start()
-        try:
-            self.runtime.start(c.id)
-        except BaseException:
-            self.runtime.delete(c.id, force=True)
-            raise
-        c.state.update(Status="running", Running=True, Pid=pid, ExitCode=0, StartedAt=now_iso(), FinishedAt=ZERO_TIME)
-        c.save()
-        threading.Thread(target=self._reap, args=(c, pid, pumps), daemon=True, name=f"reap-{c.id[:12]}").start()
 
-    def _pump(self, c: Container, fd: int, stream: int) -> None:
-        name = "stdout" if stream == 1 else "stderr"
-        with open(c.doc["LogPath"], "ab") as logf:
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                stamp = now_iso()
-                for line in data.splitlines(keepends=True):
-                    logf.write(
-                        json.dumps({"log": line.decode("utf-8", "replace"), "stream": name, "time": stamp}).encode()
-                        + b"\n"
-                    )
-                logf.flush()
-                with c.lock:
-                    attachers = list(c.attachers)
-                for a in attachers:
-                    try:
-                        a.on_data(stream, data)
-                    except Exception:
-                        pass
-        os.close(fd)
+    def _user_mounts(self, c: Container) -> list[dict]:
+        """Volumes, binds and --mount tmpfs as OCI mounts; mountpoints made in the rootfs, volumes seeded
+        from the image's content at their path the first time (Docker's copy-up)."""
+        out = []
+        for m in sorted(c.doc["Mounts"], key=lambda m: m["Destination"].count("/")):
+            target = c.rootfs / m["Destination"].lstrip("/")
+            if m["Type"] == "tmpfs":
+                out.append(hostconfig.mount_tmpfs(m["Destination"], m.get("TmpfsOptions")))
+                continue
+            source = Path(m["Source"])
+            if not target.exists() and not target.is_symlink():
+                if source.is_dir() or not source.exists():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.touch()
+            elif m["Type"] == "volume" and m.pop("CopyUp", None) and target.is_dir() and not any(source.iterdir()):
+                shutil.copytree(target, source, symlinks=True, dirs_exist_ok=True)
+                shutil.copystat(target, source)
+            m.pop("CopyUp", None)
+            options = ["rbind", m.get("Propagation") or "rprivate"]
+            if not m["RW"]:
+                options.append("ro")
+            out.append({"destination": m["Destination"], "type": "bind", "source": m["Source"], "options": options})
+        return out
 
-    def _reap(self, c: Container, pid: int, pumps: list[threading.Thread]) -> None:
-        try:
-            _, status = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code
-        except ChildProcessError:
-            code = 255
-        for t in pumps:
-            t.join(timeout=30)
-        self.runtime.delete(c.id, force=True)
-        _mount.unmount(str(c.rootfs), detach=True)
+    # ------------------------------------------------------------ shim connection and exit
+
+    def _watch(self, c: Container, conn: ShimConnection, early: list[tuple[bytes, bytes]]) -> None:
+        generation = c.generation
+        conn.on_output = c.output
+        conn.on_exit = lambda doc: self._exited(c, generation, doc)
+        conn.start_reader(early, name=f"shim-{c.id[:12]}")
+
+    def _exited(self, c: Container, generation: int, doc: dict | None) -> None:
+        """The shim said the container ended (doc), or went away without saying (None)."""
+        if doc is None:
+            doc = read_exit(c.dir)
         with c.lock:
-            c.state.update(Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=now_iso())
-            c.pid = 0
+            if c.generation != generation or not c.running:
+                return
+            if doc is None and self._closing:
+                return  # the engine is stopping with live restore: the shim lives on
+        if doc is None:
+            if shim_alive(c.dir):
+                log.warning("lost the connection to the shim of %s; reconnecting", c.id[:12])
+                self._reaper.submit(self._reconnect, c, generation)
+                return
+            log.warning("the shim of container %s went away without an exit status; stopping the container",
+                        c.id[:12])
+            with contextlib.suppress(KapalError):
+                self.runtime.kill(c.id, signal.SIGKILL)
+            self.runtime.delete(c.id, force=True)
+            doc = {"ExitCode": 137, "OOMKilled": False, "FinishedAt": now_iso(),
+                   "Error": "the container's shim exited unexpectedly"}
+        self._close_attachers(c)
+        with c.lock:
+            if c.generation != generation or not c.running:
+                return
+            sandbox = c.private["network"].pop("sandbox", None)
+            keep_waiting = bool(sandbox and sandbox.get("ports"))
+            _mount.unmount(str(c.rootfs), detach=True)
+            # ports must be free when stop/rm return; other sandboxes go down in the background
+            self.networks.release(sandbox, wait=keep_waiting)
+            c.state.update(
+                Status="exited", Running=False, Paused=False, Pid=0, ExitCode=int(doc.get("ExitCode", 255)),
+                OOMKilled=bool(doc.get("OOMKilled")), FinishedAt=doc.get("FinishedAt") or now_iso(),
+                Error=doc.get("Error", ""),
+            )
+            c.shim = None
+            proc, c.shim_proc = c.shim_proc, None
             c.exits += 1
             c.save()
             c.changed.notify_all()
-        self._close_attachers(c)
+        if proc is not None:
+            self._reaper.submit(proc.wait)
+        if doc.get("OOMKilled"):
+            self._event(c, "oom")
+        self._event(c, "die", exitCode=str(c.state["ExitCode"]))
         if c.doc["HostConfig"].get("AutoRemove"):
             try:
                 self.remove(c.id, force=True, volumes=True)
+            except NotFound:
+                pass
             except Exception:
                 log.exception("auto-remove of %s failed", c.id[:12])
+
+    _closing = False
 
     def _close_attachers(self, c: Container) -> None:
         with c.lock:
@@ -554,12 +854,48 @@ class ContainerManager:
             except Exception:
                 log.exception("closing an attach stream of %s", c.id[:12])
 
-    # ------------------------------------------------------------ control
+    def _restore(self, c: Container) -> None:
+        """A container that was running when the last engine stopped: reconnect to its shim, or take the
+        exit the shim recorded, or (its shim gone without one) stop it."""
+        generation = c.generation
+        if shim_alive(c.dir):
+            try:
+                sock = connect(c.dir)
+            except OSError:
+                sock = None
+            if sock is not None:
+                conn = ShimConnection(sock, c.output, lambda doc: None)
+                conn.send(b"A")
+                c.shim = conn
+                log.info("container %s: reconnected to its shim (pid %s)", c.id[:12], c.state.get("Pid"))
+                if not self.live_restore:
+                    self._watch(c, conn, [])
+                    self._reaper.submit(self._stop_quietly, c.id, 10)
+                    return
+                self._watch(c, conn, [])
+                return
+        self._exited(c, generation, None)
+
+    def _reconnect(self, c: Container, generation: int) -> None:
+        time.sleep(0.1)
+        with c.lock:
+            if c.generation != generation or not c.running:
+                return
+        self._restore(c)
+
+    def _stop_quietly(self, ref: str, timeout: float) -> None:
+        try:
+            self.stop(ref, timeout)
+        except KapalError as e:
+            log.warning("stopping %s: %s", ref[:12], e)
+
+    # ------------------------------------------------------------ stdio
 
     def attach(self, ref: str, attacher: Attacher) -> Container:
         c = self.get(ref)
         with c.lock:
             c.attachers.append(attacher)
+        self._event(c, "attach")
         return c
 
     def detach(self, c: Container, attacher: Attacher) -> None:
@@ -567,79 +903,182 @@ class ContainerManager:
             if attacher in c.attachers:
                 c.attachers.remove(attacher)
 
-    def wait(self, ref: str, condition: str = "not-running", timeout: float | None = None) -> dict:
+    def send_stdin(self, c: Container, data: bytes) -> None:
+        with c.lock:
+            if c.shim is None:
+                c.pending_stdin += data  # before start: the shim gets it first thing
+                return
+            shim = c.shim
+        shim.send_stdin(data)
+
+    def close_stdin(self, c: Container) -> None:
+        """The attached client's stdin ended: the container's stdin closes when StdinOnce."""
+        if not c.doc["Config"].get("StdinOnce"):
+            return
+        with c.lock:
+            if c.shim is None:
+                c.pending_stdin_closed = True
+                return
+            shim = c.shim
+        shim.close_stdin()
+
+    def resize(self, ref: str, height: int, width: int) -> None:
+        c = self.get(ref)
+        if height < 0 or width < 0:
+            raise Invalid(f"invalid terminal size {height}x{width}")
+        with c.lock:
+            if not c.running:
+                raise FailedPrecondition(f"Container {c.id} is not running")
+            if c.shim is not None and c.tty:
+                c.shim.resize(height, width)
+
+    # ------------------------------------------------------------ control
+
+    def wait(self, ref: str, condition: str = "not-running", timeout: float | None = None,
+             cancelled: Callable[[], bool] | None = None) -> dict:
         """Block until the condition holds: next-exit | not-running | removed. Returns {"StatusCode", "Error"}."""
         if condition not in ("", "next-exit", "not-running", "removed"):
             raise Invalid(f"invalid condition: {condition!r}")
         c = self.get(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
         with c.lock:
             start_exits = c.exits
             if condition == "removed":
-                ok = c.changed.wait_for(lambda: c.removed, timeout)
+                done = lambda: c.removed  # noqa: E731
             elif condition == "next-exit":
-                ok = c.changed.wait_for(lambda: c.exits > start_exits or c.removed, timeout)
+                done = lambda: c.exits > start_exits or c.removed  # noqa: E731
             else:
-                ok = c.changed.wait_for(lambda: not c.running or c.removed, timeout)
-            if not ok:
-                raise FailedPrecondition(f"timed out waiting for container {c.id[:12]}")
+                done = lambda: not c.running or c.removed  # noqa: E731
+            while not done():
+                if cancelled is not None and cancelled():
+                    raise FailedPrecondition("the client went away")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise FailedPrecondition(f"timed out waiting for container {c.id[:12]}")
+                c.changed.wait(min(left, 1.0) if left is not None else 1.0)
             error = c.state.get("Error") or None
             return {"StatusCode": c.state["ExitCode"], "Error": {"Message": error} if error else None}
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         c = self.get(ref)
-        signum = _signal_number(sig)
+        signum = _signal_number(sig or "KILL")
         with c.lock:
             if not c.running:
                 raise FailedPrecondition(f"Cannot kill container: {ref}: container {c.id} is not running")
             self.runtime.kill(c.id, signum)
+            if c.state["Paused"] and signum == signal.SIGKILL:
+                with contextlib.suppress(KapalError):
+                    self.runtime.resume(c.id)
+        self._event(c, "kill", signal=str(signum))
 
-    def stop(self, ref: str, timeout: float | None = None) -> bool:
+    def stop(self, ref: str, timeout: float | None = None, sig: str | None = None) -> bool:
         """Returns False when it was not running (the API answers 304)."""
         c = self.get(ref)
         if not c.running:
             return False
-        stop_signal = _signal_number(c.doc["Config"].get("StopSignal") or "TERM")
+        stop_signal = _signal_number(sig or c.doc["Config"].get("StopSignal") or "TERM")
+        if timeout is None:
+            timeout = c.doc["Config"].get("StopTimeout")
         grace = 10.0 if timeout is None else float(timeout)
-        try:
+        with contextlib.suppress(KapalError):
             self.runtime.kill(c.id, stop_signal)
-        except FailedPrecondition:
-            pass
+        if c.state.get("Paused"):
+            with contextlib.suppress(KapalError):
+                self.runtime.resume(c.id)
         with c.lock:
-            if c.changed.wait_for(lambda: not c.running, grace if grace >= 0 else None):
+            if grace >= 0 and c.changed.wait_for(lambda: not c.running, grace):
+                self._event(c, "stop")
                 return True
-        try:
+        with contextlib.suppress(KapalError):
             self.runtime.kill(c.id, signal.SIGKILL)
-        except FailedPrecondition:
-            pass
         with c.lock:
             c.changed.wait_for(lambda: not c.running, 30)
+        self._event(c, "stop")
         return True
+
+    def restart(self, ref: str, timeout: float | None = None) -> None:
+        c = self.get(ref)
+        self.stop(c.id, timeout)
+        self.start(c.id)
+        with c.lock:
+            c.doc["RestartCount"] = c.doc.get("RestartCount", 0)
+        self._event(c, "restart")
+
+    def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        with c.lock:
+            if not c.running:
+                raise FailedPrecondition(f"Container {c.id} is not running")
+            if c.state["Paused"]:
+                raise FailedPrecondition(f"Container {c.id} is already paused")
+            self.runtime.pause(c.id)
+            c.state.update(Paused=True, Status="paused")
+            c.save()
+        self._event(c, "pause")
+
+    def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        with c.lock:
+            if not c.state["Paused"]:
+                raise FailedPrecondition(f"Container {c.id} is not paused")
+            self.runtime.resume(c.id)
+            c.state.update(Paused=False, Status="running" if c.running else c.state["Status"])
+            c.save()
+        self._event(c, "unpause")
+
+    def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise Invalid("Neither old nor new names may be empty")
+        if not _valid_name(new_name):
+            raise Invalid(f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        new_name = new_name.lstrip("/")
+        with self._lock:
+            if c.name == new_name:
+                raise Conflict("Renaming a container with the same name as its current name")
+            for other in self._containers.values():
+                if other.name == new_name:
+                    raise Conflict(
+                        f'Conflict. The container name "/{new_name}" is already in use by container "{other.id}". '
+                        "You have to remove (or rename) that container to be able to reuse that name."
+                    )
+            old = c.name
+            with c.lock:
+                c.doc["Name"] = "/" + new_name
+                c.save()
+        self._event(c, "rename", oldName="/" + old)
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
         if c.running:
             if not force:
+                state = "paused" if c.state["Paused"] else "running"
                 raise Conflict(
-                    f"You cannot remove a running container {c.id}. Stop the container before attempting removal "
-                    "or force remove"
+                    f"cannot remove container \"/{c.name}\": container is {state}: stop the container before "
+                    "removing or force remove"
                 )
-            try:
+            with contextlib.suppress(KapalError):
                 self.runtime.kill(c.id, signal.SIGKILL)
-            except FailedPrecondition:
-                pass
+            if c.state["Paused"]:
+                with contextlib.suppress(KapalError):
+                    self.runtime.resume(c.id)
             with c.lock:
-                c.changed.wait_for(lambda: not c.running, 30)
+                if not c.changed.wait_for(lambda: not c.running, 30):
+                    raise FailedPrecondition(f"container {c.id[:12]} did not stop after SIGKILL")
         with c.lock:
             if c.removed:
                 return
             c.removed = True
             _mount.unmount(str(c.rootfs), detach=True)
+            self.runtime.delete(c.id, force=True)
+            self.networks.release(c.private["network"].pop("sandbox", None), wait=True)
             self._drop_snapshots(c.id)
             with self._lock:
                 self._containers.pop(c.id, None)
             shutil.rmtree(c.dir, ignore_errors=True)
             c.changed.notify_all()
         self._close_attachers(c)
+        self.execs.forget(c.id)
         if volumes:
             for m in c.doc["Mounts"]:
                 if m["Type"] == "volume" and m.get("Name"):
@@ -649,20 +1088,82 @@ class ContainerManager:
                         continue
                     if vol.anonymous and not self.volume_users(vol.name):
                         self.engine.volumes.remove(vol.name)
+        self._event(c, "destroy")
 
     def shutdown(self) -> None:
-        """Engine stop: containers keep no reaper after us, so stop them (as dockerd does without live-restore)."""
-        for c in list(self._containers.values()):
-            if c.running:
-                try:
-                    self.stop(c.id, timeout=5)
-                except Exception:
-                    log.exception("stopping %s", c.id[:12])
-        for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
-            try:
-                parent.rmdir()  # only when no other engine's containers are in it
-            except OSError:
-                pass
+        """Engine stop. With live restore the shims keep the containers; without, they are stopped (10 s)."""
+        self._closing = True
+        if not self.live_restore:
+            running = [c for c in self.all() if c.running]
+            with ThreadPoolExecutor(max_workers=max(1, min(16, len(running)))) as pool:
+                for c in running:
+                    pool.submit(self._stop_quietly, c.id, 10)
+        for c in self.all():
+            with c.lock:
+                shim = c.shim
+            if shim is not None:
+                shim.close()
+        self.launcher.close()
+        self.execs.shutdown()
+        self.networks.close()
+        self._reaper.shutdown(wait=True)
+        if not any(c.running for c in self.all()):
+            for parent in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}"):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only when no other engine's containers are in it
+
+    # ------------------------------------------------------------ logs, top, stats
+
+    def logs(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        since_ns: int = 0,
+        until_ns: int = 0,
+        tail: int = -1,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[tuple[str, bytes, int]]:
+        """(stream name, bytes, time) records; with follow, until the container stops or `cancelled()`."""
+        c = self.get(ref)
+        with c.lock:
+            start_exits = c.exits
+            follow = follow and c.running
+        follower = LogFollower(c.doc["LogPath"])
+        try:
+            def wanted(r) -> bool:
+                return r.time_ns >= since_ns and (not until_ns or r.time_ns < until_ns)
+
+            backlog = [r for r in follower.backlog() if wanted(r)]
+            if tail >= 0:
+                backlog = backlog[len(backlog) - tail :] if tail else []
+            for r in backlog:
+                yield r.stream, r.data, r.time_ns
+            while follow and not cancelled():
+                with c.lock:
+                    seq = c.output_seq
+                    ended = c.exits != start_exits or c.removed or not c.running
+                    if not ended and c.output_seq == seq:
+                        c.changed.wait(0.5)
+                for r in follower.poll():
+                    if wanted(r):
+                        yield r.stream, r.data, r.time_ns
+                if ended or (until_ns and time.time_ns() >= until_ns):
+                    return
+        finally:
+            follower.close()
+
+    def top(self, ref: str, ps_args: str = "") -> dict:
+        c = self.get(ref)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        return stats.top(c.cgroup, ps_args or "-ef")
+
+    def stats(self, ref: str, previous: dict | None = None) -> dict:
+        c = self.get(ref)
+        doc = stats.sample(c.cgroup, c.state["Pid"] if c.running else 0, previous)
+        doc.update(name=c.doc["Name"], id=c.id)
+        return doc
 
     # ------------------------------------------------------------ filesystem
 
@@ -675,9 +1176,9 @@ class ContainerManager:
         lowers = self.engine.snapshots.lower_dirs(c.id)
         return [ch.to_docker() for ch in upper_changes(upper, lowers, skip=self._skip_init)]
 
-    def export(self, ref: str, out: BinaryIO) -> None:
-        c = self.get(ref)
-        volume_dirs = {m["Destination"].strip("/"): False for m in c.doc["Mounts"]}
+    @contextlib.contextmanager
+    def mounted_rootfs(self, c: Container) -> Iterator[Path]:
+        """The container's merged filesystem: its own mount while it runs, a temporary one otherwise."""
         with c.lock:
             mounted_here = False
             if not _mount.is_mounted(str(c.rootfs)):
@@ -685,10 +1186,19 @@ class ContainerManager:
                 _mount.mount_all(self.engine.snapshots.mounts(c.id), str(c.rootfs))
                 mounted_here = True
         try:
-            write_layer(c.rootfs, out, overlay_whiteouts=False, only=volume_dirs)
+            yield c.rootfs
         finally:
-            if mounted_here and not c.running:
-                _mount.unmount(str(c.rootfs), detach=True)
+            if mounted_here:
+                with c.lock:
+                    if not c.running:
+                        _mount.unmount(str(c.rootfs), detach=True)
+
+    def export(self, ref: str, out: BinaryIO) -> None:
+        c = self.get(ref)
+        volume_dirs = {m["Destination"].strip("/"): False for m in c.doc["Mounts"]}
+        with self.mounted_rootfs(c) as rootfs:
+            write_layer(rootfs, out, overlay_whiteouts=False, only=volume_dirs)
+        self._event(c, "export")
 
     def commit(
         self,
@@ -699,6 +1209,7 @@ class ContainerManager:
         comment: str = "",
         changes: list[str] | None = None,
         config_override: dict | None = None,
+        pause: bool = False,
     ) -> str:
         c = self.get(ref)
         base = self.engine.images.get(c.doc["Image"])
@@ -710,59 +1221,155 @@ class ContainerManager:
             cfg.update(config_override)
         cfg = {k: v for k, v in cfg.items() if k not in ("AttachStdin", "AttachStdout", "AttachStderr")}
         created_by = " ".join([c.doc["Path"], *c.doc["Args"]])
-        return self.engine.commit_layer(
-            base,
-            self.engine.snapshots.upper_dir(c.id),
-            container_config=cfg,
-            repo=repo,
-            tag=tag,
-            author=author,
-            comment=comment,
-            changes=changes,
-            skip=self._skip_init,
-            volume_dirs=[m["Destination"] for m in c.doc["Mounts"]],
-            created_by=created_by,
-        )
+        paused_here = False
+        if pause and c.running and not c.state["Paused"]:
+            with contextlib.suppress(KapalError):
+                self.runtime.pause(c.id)
+                paused_here = True
+        try:
+            image_id = self.engine.commit_layer(
+                base,
+                self.engine.snapshots.upper_dir(c.id),
+                container_config=cfg,
+                repo=repo,
+                tag=tag,
+                author=author,
+                comment=comment,
+                changes=changes,
+                skip=self._skip_init,
+                volume_dirs=[m["Destination"] for m in c.doc["Mounts"]],
+                created_by=created_by,
+            )
+        finally:
+            if paused_here:
+                with contextlib.suppress(KapalError):
+                    self.runtime.resume(c.id)
+        self._event(c, "commit", comment=comment)
+        return image_id
+
+    def size_rw(self, c: Container) -> int:
+        from kapal.image.snapshots import dir_usage
+
+        return dir_usage(self.engine.snapshots.upper_dir(c.id))
 
     # ------------------------------------------------------------ views
 
-    def inspect(self, ref: str) -> dict:
-        c = self.get(ref)
-        with c.lock:
-            return json.loads(json.dumps(c.doc))
-
-    def list(self, all_containers: bool = False, filters: dict | None = None) -> list[dict]:
-        out = []
-        with self._lock:
-            items = sorted(self._containers.values(), key=lambda c: c.doc["Created"], reverse=True)
-        for c in items:
-            if not all_containers and not c.running:
-                continue
-            if filters and not _matches(c, filters):
-                continue
-            cmd = " ".join([c.doc["Path"], *c.doc["Args"]])
-            out.append(
-                {
-                    "Id": c.id,
-                    "Names": [c.doc["Name"]],
-                    "Image": c.doc["Config"]["Image"],
-                    "ImageID": c.doc["Image"],
-                    "Command": cmd,
-                    "Created": int(_parse_iso(c.doc["Created"])),
-                    "Ports": [],
-                    "Labels": c.doc["Config"].get("Labels") or {},
-                    "State": c.state["Status"],
-                    "Status": _status_text(c.state),
-                    "HostConfig": {"NetworkMode": c.doc["HostConfig"].get("NetworkMode", "none")},
-                    "NetworkSettings": {"Networks": c.doc["NetworkSettings"]["Networks"]},
-                    "Mounts": c.doc["Mounts"],
-                }
-            )
+    def ports(self, c: Container) -> dict:
+        """NetworkSettings.Ports: each exposed port with its host bindings (null when unpublished)."""
+        out: dict = {key: None for key in (c.doc["Config"].get("ExposedPorts") or {})}
+        sandbox = (c.private.get("network") or {}).get("sandbox")
+        att = self.networks.attachment(sandbox) if sandbox else None
+        for p in att.port_mappings if att else ():
+            out.setdefault(f"{p.container_port}/{p.protocol}", None)
+            out[f"{p.container_port}/{p.protocol}"] = [
+                *(out[f"{p.container_port}/{p.protocol}"] or []),
+                {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)},
+            ]
         return out
 
+    def inspect(self, ref: str, size: bool = False) -> dict:
+        c = self.get(ref)
+        with c.lock:
+            doc = json.loads(json.dumps(c.doc))
+        private = doc.pop(PRIVATE, {})
+        network = private.get("network") or {}
+        doc["NetworkSettings"] = self.networks.settings(network, self.ports(c)) if c.running else \
+            self.networks.settings({"mode": network.get("mode", "")}, {})
+        doc["ExecIDs"] = self.execs.ids_of(c.id) or None
+        if size:
+            doc["SizeRw"] = self.size_rw(c)
+            doc["SizeRootFs"] = doc["SizeRw"] + self.engine.images.get(c.doc["Image"]).size
+        for m in doc["Mounts"]:
+            m.pop("TmpfsOptions", None)
+            m.pop("CopyUp", None)
+        return doc
 
-def _volume_mount(name: str, source: str, dest: str, mode: str, rw: bool) -> dict:
-    return {
+    def list(self, all_containers: bool = False, filters: dict | None = None, size: bool = False) -> list[dict]:
+        out = []
+        items = sorted(self.all(), key=lambda c: c.doc["Created"], reverse=True)
+        for c in items:
+            if not all_containers and not c.running and not (filters or {}).get("status") \
+                    and not (filters or {}).get("exited"):
+                continue
+            if filters and not self._matches(c, filters):
+                continue
+            cmd = " ".join([c.doc["Path"], *c.doc["Args"]])
+            ports = []
+            for key, bindings in self.ports(c).items():
+                port, _, proto = key.partition("/")
+                if not bindings:
+                    ports.append({"PrivatePort": int(port), "Type": proto})
+                for b in bindings or []:
+                    ports.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                                  "Type": proto})
+            network = c.private.get("network") or {}
+            settings = self.networks.settings(network, {}) if c.running else {"Networks": {}}
+            item = {
+                "Id": c.id,
+                "Names": [c.doc["Name"]],
+                "Image": c.doc["Config"]["Image"],
+                "ImageID": c.doc["Image"],
+                "Command": cmd,
+                "Created": int(_parse_iso(c.doc["Created"])),
+                "Ports": ports,
+                "Labels": c.doc["Config"].get("Labels") or {},
+                "State": c.state["Status"],
+                "Status": _status_text(c.state),
+                "HostConfig": {"NetworkMode": c.doc["HostConfig"].get("NetworkMode", "default")},
+                "NetworkSettings": {"Networks": settings["Networks"]},
+                "Mounts": [{k: v for k, v in m.items() if k not in ("TmpfsOptions", "CopyUp")}
+                           for m in c.doc["Mounts"]],
+            }
+            if size:
+                item["SizeRw"] = self.size_rw(c)
+                item["SizeRootFs"] = item["SizeRw"] + self.engine.images.get(c.doc["Image"]).size
+            out.append(item)
+        return out
+
+    def _matches(self, c: Container, filters: dict[str, list[str]]) -> bool:
+        for key, values in filters.items():
+            if not values:
+                continue
+            if key == "name" and not any(re.search(v.lstrip("/"), c.name) for v in values):
+                return False
+            elif key == "id" and not any(c.id.startswith(v) for v in values):
+                return False
+            elif key == "status" and c.state["Status"] not in values:
+                return False
+            elif key == "exited" and (c.state["Status"] != "exited" or str(c.state["ExitCode"]) not in values):
+                return False
+            elif key == "label":
+                labels = c.doc["Config"].get("Labels") or {}
+                for v in values:
+                    k, sep, val = v.partition("=")
+                    if k not in labels or (sep and labels[k] != val):
+                        return False
+            elif key == "ancestor":
+                ids = set()
+                for v in values:
+                    with contextlib.suppress(KapalError):
+                        ids.add(self.engine.images.resolve_id(v))
+                if c.doc["Image"] not in ids and c.doc["Config"]["Image"] not in values:
+                    return False
+            elif key == "volume":
+                names = {m.get("Name") or m.get("Source") for m in c.doc["Mounts"]} | \
+                        {m["Destination"] for m in c.doc["Mounts"]}
+                if not any(v in names for v in values):
+                    return False
+            elif key == "network":
+                mode = (c.private.get("network") or {}).get("mode", "")
+                if mode not in values:
+                    return False
+            elif key not in ("name", "id", "status", "label", "exited", "ancestor", "volume", "network"):
+                raise Unsupported(
+                    f"container list filter {key!r} is not supported "
+                    "(name, id, status, label, exited, ancestor, volume, network are)"
+                )
+        return True
+
+
+def _volume_mount(name: str, source: str, dest: str, mode: str, rw: bool, copy_up: bool) -> dict:
+    m = {
         "Type": "volume",
         "Name": name,
         "Source": source,
@@ -772,30 +1379,54 @@ def _volume_mount(name: str, source: str, dest: str, mode: str, rw: bool) -> dic
         "RW": rw,
         "Propagation": "",
     }
+    if copy_up:
+        m["CopyUp"] = True
+    return m
 
 
 def _valid_name(name: str) -> bool:
-    import re
-
     return bool(re.match(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$", name))
+
+
+def _group_id(rootfs: Path, group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    for path in (rootfs / "etc/group",):
+        try:
+            for line in path.read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) >= 3 and fields[0] == group:
+                    return int(fields[2])
+        except OSError:
+            pass
+    raise Invalid(f"Unable to find group {group}: no matching entries in group file")
+
+
+def _runtime_message(text: str) -> str:
+    """runc's long chain of 'unable to …: …' shortened to what a user can act on (kept whole otherwise)."""
+    return f"OCI runtime create failed: {text}"
 
 
 def _signal_number(sig: str | int) -> int:
     if isinstance(sig, int) or (isinstance(sig, str) and sig.isdigit()):
-        return int(sig)
+        number = int(sig)
+        if not 0 < number < 65:
+            raise Invalid(f"Invalid signal: {sig}")
+        return number
     name = sig.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
     try:
         return int(getattr(signal, name))
     except AttributeError:
-        raise Invalid(f"invalid signal: {sig}") from None
+        raise Invalid(f"Invalid signal: {sig}") from None
 
 
 def _status_text(state: dict) -> str:
-    """Docker's STATUS column: Created / Up 3 seconds / Exited (0) 2 seconds ago."""
-    if state["Status"] == "running":
-        return "Up " + _human(time.time() - _parse_iso(state["StartedAt"]))
+    """Docker's STATUS column: Created / Up 3 seconds / Up 3 seconds (Paused) / Exited (0) 2 seconds ago."""
+    if state["Status"] in ("running", "paused"):
+        text = "Up " + _human(time.time() - _parse_iso(state["StartedAt"]))
+        return text + " (Paused)" if state.get("Paused") else text
     if state["Status"] == "exited":
         return f"Exited ({state['ExitCode']}) " + _human(time.time() - _parse_iso(state["FinishedAt"])) + " ago"
     return state["Status"].capitalize()
@@ -828,33 +1459,22 @@ def _human(seconds: float) -> str:
     return f"{h // 24 // 365} years"
 
 
-def _matches(c: Container, filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
-            return False
-        if key == "id" and not any(c.id.startswith(v) for v in values):
-            return False
-        if key == "status" and c.state["Status"] not in values:
-            return False
-        if key == "label":
-            labels = c.doc["Config"].get("Labels") or {}
-            for v in values:
-                k, sep, val = v.partition("=")
-                if k not in labels or (sep and labels[k] != val):
-                    return False
-        if key not in ("name", "id", "status", "label"):
-            raise Unsupported(f"container list filter {key!r} is not supported (name, id, status, label are)")
-    return True
-
-
-def _resolv_conf() -> str:
+def _resolv_conf(hc: dict, host: bool = False) -> str:
     try:
         lines = Path("/etc/resolv.conf").read_text().splitlines()
     except OSError:
         lines = []
+    if host and not (hc.get("Dns") or hc.get("DnsSearch") or hc.get("DnsOptions")):
+        return "\n".join(lines) + "\n"
     kept = [
         ln for ln in lines if not (ln.startswith("nameserver") and ln.split()[1:2] and ln.split()[1].startswith("127."))
     ]
+    if hc.get("Dns"):
+        kept = [ln for ln in kept if not ln.startswith("nameserver")] + [f"nameserver {d}" for d in hc["Dns"]]
+    if hc.get("DnsSearch"):
+        kept = [ln for ln in kept if not ln.startswith(("search", "domain"))] + ["search " + " ".join(hc["DnsSearch"])]
+    if hc.get("DnsOptions"):
+        kept = [ln for ln in kept if not ln.startswith("options")] + ["options " + " ".join(hc["DnsOptions"])]
     if not any(ln.startswith("nameserver") for ln in kept):
         kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
     return "\n".join(kept) + "\n"

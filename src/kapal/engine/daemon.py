@@ -13,13 +13,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kapal.errors import FailedPrecondition
+from kapal.errors import FailedPrecondition, Invalid
 
 from .api import build_app
 from .config import EngineConfig
 from .containers import ContainerManager
+from .lxcfs import Lxcfs
+from .networking import EngineNetworks
 from .runtimes import OciCliRuntime, become_subreaper
 from .service import Engine
+from .shimclient import ShimLauncher
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +62,17 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
     sock = claim_socket(config.socket_path)
     engine = Engine(config)
     become_subreaper()
-    ContainerManager(engine, OciCliRuntime(config.runtime, config.data_root / "runtime"))
+    manager = build_containers(engine, config)
     app = build_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
-    log.info("kapal engine: API listening on %s, data root %s", config.host, config.data_root)
+    log.info(
+        "kapal engine: API listening on %s, data root %s, runtime %s, live restore %s",
+        config.host, config.data_root, config.runtime, "on" if config.live_restore else "off",
+    )
+    print(f"kapal engine is ready: export DOCKER_HOST={config.host}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,15 +82,39 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
     try:
         await stop.wait()
     finally:
-        log.info("kapal engine: shutting down")
-        shutdown = getattr(engine.containers, "shutdown", None)
-        if shutdown is not None:
-            await loop.run_in_executor(None, shutdown)
+        log.info(
+            "kapal engine: shutting down (%s)",
+            "containers keep running: live restore" if config.live_restore else "stopping containers, 10 s grace",
+        )
+        await loop.run_in_executor(None, manager.shutdown)
         await runner.cleanup()
         try:
             config.socket_path.unlink()
         except FileNotFoundError:
             pass
+
+
+def build_containers(engine: Engine, config: EngineConfig) -> ContainerManager:
+    """The container side of the engine, wired from the config (the kubelet does the same in-process)."""
+    import ipaddress
+
+    try:
+        iface = ipaddress.ip_interface(config.bridge_cidr)
+    except ValueError as e:
+        raise Invalid(f"--bip {config.bridge_cidr!r}: give the bridge's address and prefix (10.89.0.1/16)") from e
+    networks = EngineNetworks(
+        config.data_root, config.bridge, str(iface.network), config.network_pool, gateway=str(iface.ip)
+    )
+    lxcfs = Lxcfs.ensure(config.lxcfs_dir) if config.lxcfs_dir is not None else Lxcfs.disabled()
+    return ContainerManager(
+        engine,
+        OciCliRuntime(config.runtime, config.data_root / "runtime"),
+        networks=networks,
+        lxcfs=lxcfs,
+        launcher=ShimLauncher(),
+        live_restore=config.live_restore,
+        events=engine.events,
+    )
 
 
 def run(config: EngineConfig) -> None:

@@ -17,25 +17,10 @@ from pathlib import Path
 from kapal.errors import Invalid, NotFound
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DEFAULT_CAPS = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
 MASKED_PATHS = [
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -170,6 +155,38 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
     return uid, gid, []
 
 
+def default_mounts(*, shm_size: int = 64 << 20, ipc_none: bool = False, privileged: bool = False) -> list[dict]:
+    """/proc, /dev, /dev/pts, /dev/shm, /dev/mqueue, /sys and the container's cgroups, as Docker mounts them."""
+    ro = [] if privileged else ["ro"]
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", *ro]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", *ro]},
+    ]
+    if not ipc_none:
+        mounts.insert(3, {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size}"],
+        })
+    return mounts
+
+
 def build_spec(
     *,
     rootfs: Path,
@@ -180,57 +197,62 @@ def build_spec(
     hostname: str,
     tty: bool,
     mounts: list[dict],
+    capabilities: list[str],
+    resources: dict,
+    namespaces: list[dict],
+    domainname: str = "",
     readonly_rootfs: bool = False,
     cgroups_path: str | None = None,
+    devices: list[dict] | None = None,
+    rlimits: list[dict] | None = None,
+    no_new_privileges: bool = False,
+    seccomp: dict | None = None,
+    privileged: bool = False,
+    sysctl: dict[str, str] | None = None,
+    oom_score_adj: int | None = None,
+    console_size: tuple[int, int] | None = None,
+    masked_paths: list[str] | None = None,
+    readonly_paths: list[str] | None = None,
 ) -> dict:
+    """The OCI config.json; `mounts` are the defaults (default_mounts) followed by the container's own."""
     uid, gid, groups = user
-    return {
+    process: dict = {
+        "terminal": tty,
+        "user": {"uid": uid, "gid": gid, "additionalGids": groups},
+        "args": args,
+        "env": env,
+        "cwd": cwd or "/",
+        "capabilities": {k: list(capabilities) for k in ("bounding", "effective", "permitted")},
+        "noNewPrivileges": no_new_privileges,
+    }
+    if rlimits:
+        process["rlimits"] = rlimits
+    if oom_score_adj:
+        process["oomScoreAdj"] = oom_score_adj
+    if tty and console_size and console_size[0] and console_size[1]:
+        process["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
+    linux: dict = {
+        "namespaces": namespaces,
+        "resources": resources,
+        "maskedPaths": [] if privileged else (MASKED_PATHS if masked_paths is None else masked_paths),
+        "readonlyPaths": [] if privileged else (READONLY_PATHS if readonly_paths is None else readonly_paths),
+    }
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+    if devices:
+        linux["devices"] = devices
+    if seccomp:
+        linux["seccomp"] = seccomp
+    if sysctl:
+        linux["sysctl"] = dict(sysctl)
+    spec = {
         "ociVersion": "1.0.2",
-        "process": {
-            "terminal": tty,
-            "user": {"uid": uid, "gid": gid, "additionalGids": groups},
-            "args": args,
-            "env": env,
-            "cwd": cwd or "/",
-            "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 20000, "soft": 20000}],
-            "noNewPrivileges": False,
-        },
+        "process": process,
         "root": {"path": str(rootfs), "readonly": readonly_rootfs},
         "hostname": hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-            *mounts,
-        ],
-        "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            **({"cgroupsPath": cgroups_path} if cgroups_path else {}),
-        },
+        "mounts": mounts,
+        "linux": linux,
     }
+    if domainname:
+        spec["domainname"] = domainname
+    return spec

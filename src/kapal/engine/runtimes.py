@@ -1,10 +1,9 @@
-"""How the engine runs containers: a runc-compatible runtime, behind one Protocol.
+"""How the engine drives a runc-compatible runtime (`runc`, `crun`, `kapal-runtime`), behind one Protocol.
 
-`OciCliRuntime` drives any runtime with runc's command line (`kapal-runtime`,
-`runc`, `crun`): `create` with the container's stdio as inherited fds, then
-`start`, `kill`, `delete`, `state`. The engine is the child subreaper, so the
-container's init (orphaned when `create` returns) is re-parented to it and
-the engine reaps it for the exit code.
+A container's init is started by its shim (`<runtime> run --detach`, see shim.py), so it outlives the
+engine; the engine uses the runtime for everything else: kill, pause/resume, exec, delete, state.
+`exec --detach` re-parents the exec'd process to the engine, a child subreaper, which reaps it for
+its exit code.
 """
 
 from __future__ import annotations
@@ -25,9 +24,14 @@ PR_SET_CHILD_SUBREAPER = 36
 class ContainerRuntime(Protocol):
     name: str
 
-    def create(self, cid: str, bundle: Path, stdio: tuple[int, int, int]) -> int: ...
-    def start(self, cid: str) -> None: ...
+    def argv(self) -> list[str]: ...
     def kill(self, cid: str, sig: int) -> None: ...
+    def pause(self, cid: str) -> None: ...
+    def resume(self, cid: str) -> None: ...
+    def exec(
+        self, cid: str, process: Path, stdio: tuple[int, int, int], pid_file: Path, console_socket: str | None = None,
+        cwd: Path | None = None,
+    ) -> int: ...
     def delete(self, cid: str, force: bool = False) -> None: ...
     def state(self, cid: str) -> dict: ...
 
@@ -48,33 +52,54 @@ class OciCliRuntime:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _run(self, *args: str, stdio: tuple[int, int, int] | None = None, check: bool = True) -> str:
-        cmd = [self.binary, "--root", str(self.root), *args]
-        if stdio is None:
-            proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            out, err = proc.stdout, proc.stderr
-        else:
-            # the container inherits stdio from `create`; its errors go to a separate pipe via --log
-            log = self.root / f".{args[-1]}.log"
-            cmd = [self.binary, "--root", str(self.root), "--log", str(log), "--log-format", "json", *args]
-            proc = subprocess.run(cmd, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
-            out, err = "", _last_error(log)
-            log.unlink(missing_ok=True)
+    def argv(self) -> list[str]:
+        """The command line prefix the shim runs the runtime with."""
+        return [self.binary, "--root", str(self.root)]
+
+    def _run(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run([*self.argv(), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
-            message = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+            err = proc.stderr.strip()
+            message = err.splitlines()[-1] if err else f"exit status {proc.returncode}"
+            try:
+                message = json.loads(message).get("msg", message)
+            except (ValueError, AttributeError):
+                pass
             raise FailedPrecondition(f"OCI runtime {self.name} {args[0]} failed: {message}")
-        return out
-
-    def create(self, cid: str, bundle: Path, stdio: tuple[int, int, int]) -> int:
-        pid_file = bundle / "init.pid"
-        self._run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid, stdio=stdio)
-        return int(pid_file.read_text().strip())
-
-    def start(self, cid: str) -> None:
-        self._run("start", cid)
+        return proc.stdout
 
     def kill(self, cid: str, sig: int) -> None:
         self._run("kill", cid, str(sig))
+
+    def pause(self, cid: str) -> None:
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid)
+
+    def exec(
+        self,
+        cid: str,
+        process: Path,
+        stdio: tuple[int, int, int],
+        pid_file: Path,
+        console_socket: str | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Start the process described by `process` (an OCI process JSON) in the container; its host PID."""
+        log = pid_file.with_suffix(".log")
+        cmd = [*self.argv(), "--log", str(log), "--log-format", "json", "exec", "--detach", "--pid-file",
+               str(pid_file), "--process", str(process)]
+        if console_socket:
+            cmd += ["--console-socket", console_socket]
+        proc = subprocess.run([*cmd, cid], stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], cwd=cwd)
+        try:
+            if proc.returncode != 0:
+                message = _last_error(log) or f"exit status {proc.returncode}"
+                raise FailedPrecondition(f"OCI runtime exec failed: {message}")
+            return int(pid_file.read_text().strip())
+        finally:
+            log.unlink(missing_ok=True)
 
     def delete(self, cid: str, force: bool = False) -> None:
         self._run("delete", *(["--force"] if force else []), cid, check=False)

@@ -24,6 +24,7 @@ from kapal.image.snapshots import OverlaySnapshotter
 
 from .changes import apply_changes
 from .config import EngineConfig
+from .events import EventLog
 from .volumes import VolumeStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Engine:
         self.registry_config = RegistryConfig(list(config.insecure_registries), Path(config.certs_dir))
         self.distribution = Distribution(self.images, self.registry_config)
         self.volumes = VolumeStore(root / "volumes")
+        self.events = EventLog()
         self.containers = None  # set by the container side (containers.py) when it is wired
         self._image_users: Callable[[str], list[str]] = lambda _image_id: []
 

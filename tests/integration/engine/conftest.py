@@ -1,9 +1,19 @@
-"""An engine on a private data root and socket per test module, a local registry, and a `kapal` runner."""
+"""An engine on a private data root and socket per test module, a local registry, and a `kapal` runner.
+
+Every engine of the session shares one private bridge (a unique name, 10.197.x.0/24) and one lxcfs
+mounted in a temp dir; both go at the end of the session, as do portmap's chains when unused.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,6 +30,71 @@ LocalRegistry = image_helpers.LocalRegistry
 busybox_rootfs_tar = image_helpers.busybox_rootfs_tar
 cleanup_tree = image_helpers.cleanup_tree
 leftover_mounts = image_helpers.leftover_mounts
+
+SESSION_BRIDGE = "kt" + uuid.uuid4().hex[:8]
+SESSION_BIP = f"10.197.{os.getpid() % 250}.1/24"
+
+
+def _start_lxcfs(directory: Path) -> int | None:
+    binary = shutil.which("lxcfs")
+    if binary is None:
+        return None
+    directory.mkdir(parents=True)
+    pid_file = directory.with_name("lxcfs.pid")
+    # lxcfs stays in the foreground: started in its own session, stopped by PID at the end
+    proc = subprocess.Popen([binary, "--enable-cfs", "--enable-loadavg", "-p", str(pid_file), str(directory)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (directory / "proc" / "meminfo").exists():
+            return proc.pid
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return None
+
+
+def _stop_lxcfs(pid: int, directory: Path) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    subprocess.run(["umount", "-l", str(directory)], stderr=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_session(tmp_path_factory):
+    """The session's bridge and lxcfs, given to every test engine through image_helpers.ENGINE_ARGS."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    base = tmp_path_factory.mktemp("engine-session")
+    lxcfs_dir = base / "lxcfs"
+    lxcfs_pid = _start_lxcfs(lxcfs_dir)
+    saved = list(image_helpers.ENGINE_ARGS)
+    image_helpers.ENGINE_ARGS[:] = [
+        "--bridge", SESSION_BRIDGE, "--bip", SESSION_BIP, "--network-pool", "1",
+        *(["--lxcfs-dir", str(lxcfs_dir)] if lxcfs_pid else ["--no-lxcfs"]),
+    ]
+    yield {"bridge": SESSION_BRIDGE, "bip": SESSION_BIP, "lxcfs": lxcfs_dir if lxcfs_pid else None}
+    image_helpers.ENGINE_ARGS[:] = saved
+    if lxcfs_pid:
+        _stop_lxcfs(lxcfs_pid, lxcfs_dir)
+    teardown_network(SESSION_BRIDGE, SESSION_BIP)
+
+
+def teardown_network(bridge: str, bip: str) -> None:
+    import ipaddress
+
+    from kapal.network.bridge import BridgeNetwork, remove_unused_portmap_chains
+
+    subnet = str(ipaddress.ip_interface(bip).network)
+    net = BridgeNetwork(f"kapal-{bridge}", bridge, subnet, Path("/run/kapal/network") / bridge)
+    net.teardown()
+    remove_unused_portmap_chains()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +117,10 @@ def engine(workdir):
     eng.workdir.mkdir()
     eng.start()
     yield eng
+    left = eng.leftover_containers()
     eng.kill()
+    swept = eng.sweep()
+    assert not left and not swept, f"containers left behind: {left} {swept}"
     assert leftover_mounts(eng.data_root) == [], "the engine left mounts behind"
 
 

@@ -18,6 +18,9 @@ from kapal.engine.client import EngineClient, EngineUnavailable
 
 BUSYBOX = "/bin/busybox"
 KAPAL = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "kapal"
+# Flags every test engine gets (the engine tests' session sets a private bridge and lxcfs here); without
+# them an engine leaves the host's kapal0 and lxcfs alone.
+ENGINE_ARGS: list[str] = ["--no-lxcfs", "--network-pool", "0", "--bridge", "ktnone0", "--bip", "10.196.255.1/24"]
 
 
 def free_port(bind: str = "127.0.0.1") -> int:
@@ -144,6 +147,7 @@ class EngineProcess:
                 self.host,
                 "--log-level",
                 "debug",
+                *ENGINE_ARGS,
                 *self.extra,
             ],
             stdout=self.log,
@@ -170,8 +174,35 @@ class EngineProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc is not None:
+        if self.proc is not None and not self.log.closed:
             self.log.close()
+
+    def leftover_containers(self) -> list[str]:
+        """Containers still recorded under the data root (a test that forgot to remove one)."""
+        root = self.data_root / "containers"
+        return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+    def sweep(self) -> list[str]:
+        """Kill, by PID, the shims and container inits an engine left behind; returns what it found.
+        A PID counts only while it is still that process (the shim works in the container's directory,
+        the init is in the container's cgroup)."""
+        found = []
+        for cdir in (self.data_root / "containers").glob("*"):
+            try:
+                init = int((cdir / "init.pid").read_text().strip())
+                if cdir.name in Path(f"/proc/{init}/cgroup").read_text():
+                    os.kill(init, signal.SIGKILL)
+                    found.append(f"{cdir.name[:12]} init {init}")
+            except (OSError, ValueError):
+                pass
+            try:
+                shim = int((cdir / "shim.pid").read_text().strip())
+                if os.readlink(f"/proc/{shim}/cwd") == str(cdir.resolve()):
+                    os.kill(shim, signal.SIGKILL)
+                    found.append(f"{cdir.name[:12]} shim {shim}")
+            except (OSError, ValueError):
+                pass
+        return found
 
     def run(self, *args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         env = {**os.environ, "KAPAL_HOST": self.host}
