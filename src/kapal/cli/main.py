@@ -49,6 +49,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "hollow-nodes": ("controlplane", "simulate N nodes (kubemark-style) for tests and benchmarks"),
     "kubelet": ("kubelet", "run the node agent"),
     "proxy": ("proxy", "program Services into iptables"),
+    "dns": ("proxy", "serve cluster DNS for Services and Pods"),
     "up": ("up", "start a single-node cluster plus the engine"),
     "down": ("up", "stop the single-node cluster and clean up"),
     "adm": ("adm", "kubeadm-style init, reset, tokens, certificates"),

@@ -88,5 +88,42 @@ def proxy_main(argv: list[str]) -> int:
     return _run("proxy", lambda stop: run_proxy(config, stop))
 
 
+# --- dns -------------------------------------------------------------------------------------------------------------
+
+def dns_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="kapal dns", description="Serve cluster DNS for Services and Pods.")
+    p.add_argument("--kubeconfig", type=Path, help="kubeconfig with the DNS server's identity (required)")
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain (default cluster.local)")
+    p.add_argument("--dns-address", default="", help="IP to serve DNS on (default: this node's IPv4 address)")
+    p.add_argument("--dns-port", type=int, default=53, help="UDP and TCP port (default 53; 0 picks one)")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="where the host's resolvers for other names are listed (default /etc/resolv.conf)")
+    p.add_argument("--upstream", action="append", default=[],
+                   help="IP[:PORT] of a resolver for other names (repeatable; overrides --resolv-conf)")
+    _flag_bool(p, "--publish-service", False,
+               "keep kube-system/kube-dns and an EndpointSlice pointing at this server (kapal up does)")
+    p.add_argument("--service-ip", default="10.96.0.10", help="ClusterIP of kube-dns when publishing it")
+    p.add_argument("--hostname-override", default="", help="this node's name (default: the host name)")
+    p.add_argument("--ttl", type=int, default=5, help="TTL of cluster answers in seconds (default 5)")
+    p.add_argument("--metrics-address", default=":9153", help="[IP]:PORT of /metrics (default :9153; empty: off)")
+    p.add_argument("--health-address", default=":8080", help="[IP]:PORT of /health (default :8080; empty: off)")
+    p.add_argument("--ready-address", default=":8181", help="[IP]:PORT of /ready (default :8181; empty: off)")
+    p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
+    args = p.parse_args(argv)
+    if args.kubeconfig is None:
+        print("kapal dns: --kubeconfig is required", file=sys.stderr)
+        return 2
+    _logging(args.verbosity)
+    from kapal.kube.dns.app import DnsConfig, run_dns
+
+    config = DnsConfig(kubeconfig=args.kubeconfig, cluster_domain=args.cluster_domain,
+                       listen_address=args.dns_address, port=args.dns_port, resolv_conf=args.resolv_conf,
+                       upstreams=tuple(args.upstream), publish=args.publish_service, service_ip=args.service_ip,
+                       node_name=args.hostname_override, ttl=args.ttl, metrics_bind_address=args.metrics_address,
+                       health_bind_address=args.health_address, ready_bind_address=args.ready_address)
+    return _run("dns", lambda stop: run_dns(config, stop))
+
+
 def main(argv: list[str]) -> int:
-    return proxy_main(argv[1:])
+    verb, rest = argv[0], argv[1:]
+    return dns_main(rest) if verb == "dns" else proxy_main(rest)
