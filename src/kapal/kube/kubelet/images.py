@@ -118,6 +118,13 @@ class ImageManager:
         finally:
             self._pulls.pop(image, None)
 
+    def retry_in(self, pod_uid: str, image: str) -> float:
+        """Seconds until a failed pull of `image` for this pod may be tried again (0: now)."""
+        failed_at = self._last_failure.get((pod_uid, image))
+        if failed_at is None:
+            return 0.0
+        return self.backoff.remaining((pod_uid, image), failed_at) + 0.05
+
     def forget(self, pod_uid: str) -> None:
         for key in [k for k in self._last_failure if k[0] == pod_uid]:
             self._last_failure.pop(key, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -118,6 +119,7 @@ class Kubelet:
         self._api_synced = asyncio.Event()
         self._static_synced = asyncio.Event()
         self._mirror_wake = asyncio.Event()
+        self._status_wake = asyncio.Event()
         self.ready = asyncio.Event()
         self._last_node_error = ""
         if config.pod_manifest_path is None:
@@ -411,11 +413,18 @@ class Kubelet:
 
         net = ipaddress.ip_network(cidr, strict=False)
         exclude = self.config.non_masquerade_cidr or str(net.supernet(new_prefix=min(net.prefixlen, 16)))
-        self.sandboxes.network = BridgeNetwork("kubepods", self.config.pod_bridge, str(net),
-                                               self.config.root_dir / "cni", nat_exclude=[exclude])
+        cni_dir = self.config.root_dir / "cni"
+        self.sandboxes.network = BridgeNetwork("kubepods", self.config.pod_bridge, str(net), cni_dir,
+                                               nat_exclude=[exclude])
+        cni_dir.mkdir(parents=True, exist_ok=True)
+        record = cni_dir / "network.json"
+        record.with_suffix(".tmp").write_text(json.dumps({"bridge": self.config.pod_bridge, "subnet": str(net),
+                                                          "nat_exclude": [exclude]}))
+        record.with_suffix(".tmp").replace(record)
         self.pod_cidr = str(net)
         self.network_ready = True
         log.info("pod network: bridge %s on %s", self.config.pod_bridge, net)
+        self._status_wake.set()
         for w in self.workers.values():
             w.wake()
 
@@ -442,7 +451,9 @@ class Kubelet:
                 if str(e) != self._last_node_error:
                     log.warning("node status: %s", e)
                 self._last_node_error = str(e)
-            await asyncio.sleep(self.config.node_status_update_frequency)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_wake.wait(), self.config.node_status_update_frequency)
+            self._status_wake.clear()
 
     async def _lease_loop(self) -> None:
         assert self.node_agent is not None

@@ -423,12 +423,10 @@ class PodWorker:
             else:
                 self.kl.event(self.pod, "Warning", "Failed", f"Error: {reason}")
                 self.waiting[name] = (reason, str(e))
-            key = (self.uid, c.get("image") or "")
-            failed_at = self.kl.images._last_failure.get(key)
-            if failed_at is not None:
-                self.after(max(0.5, self.kl.images.backoff.remaining(key, failed_at)) + 0.05)
+            if reason == "ErrImagePull":
+                self.after(1.0)  # the next pass shows ImagePullBackOff while the backoff runs, as upstream
             else:
-                self.after(5)
+                self.after(self.kl.images.retry_in(self.uid, c.get("image") or "") or 5.0)
             return
         if image.pulled:
             self.kl.event(self.pod, "Normal", "Pulled", f'Successfully pulled image "{c.get("image")}" in '

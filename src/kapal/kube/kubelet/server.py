@@ -319,8 +319,8 @@ class KubeletServer:
                     sent += len(chunk)
                 if limit is not None and sent >= limit:
                     break
-        except (ConnectionError, asyncio.CancelledError):
-            raise
+        except ConnectionError:  # the client went away (kubectl logs -f interrupted)
+            return resp
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
         if first:

@@ -1,0 +1,519 @@
+"""`kapal up` and `kapal down`: a single-node cluster in one supervised process, and its removal.
+
+    kapal up [--data-dir DIR]     API server (SQLite in DIR/db), controller manager, scheduler and kubelet as
+                                  asyncio tasks of this process; the engine as a child process (live restore on,
+                                  so pods outlive it and the next `kapal up` adopts them)
+    kapal down [--data-dir DIR]   stop it, remove every container, sandbox, veth, rule, mount and cgroup it made;
+                                  the cluster's state (DIR/db, DIR/pki) stays unless --purge
+
+Layout under DIR (default /var/lib/kapal): db/, pki/, engine/, kubelet/, manifests/ (static pods), logs/,
+admin.kubeconfig, and the engine socket DIR/docker.sock when DIR is given (else /run/kapal/docker.sock).
+Ranges: pods 10.244.0.0/16 (a /24 per node), services 10.96.0.0/12, the engine's bridge 10.89.0.0/16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DIR = Path("/var/lib/kapal")
+DEFAULT_SOCKET = Path("/run/kapal/docker.sock")
+POD_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/12"
+
+
+def _parser(verb: str) -> argparse.ArgumentParser:
+    if verb == "down":
+        p = argparse.ArgumentParser(prog="kapal down", description="Stop the single-node cluster and clean up.")
+        p.add_argument("--data-dir", type=Path, help=f"the cluster's directory (default {DEFAULT_DIR})")
+        p.add_argument("--purge", action="store_true", help="also delete DIR (state, certificates) and the "
+                                                            "kubectl context")
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for `kapal up` to stop")
+        return p
+    p = argparse.ArgumentParser(prog="kapal up", description="Start a single-node cluster plus the engine.")
+    p.add_argument("--data-dir", type=Path, help=f"where everything lives (default {DEFAULT_DIR})")
+    p.add_argument("--secure-port", type=int, default=6443, help="API server port (default 6443; 0 picks one)")
+    p.add_argument("--kubelet-port", type=int, default=10250, help="kubelet port (default 10250; 0 picks one)")
+    p.add_argument("--node-name", help="node name (default: this host's name)")
+    p.add_argument("--pod-network-cidr", default=POD_CIDR, help=f"pod range, a /24 per node (default {POD_CIDR})")
+    p.add_argument("--service-cidr", default=SERVICE_CIDR, help=f"Service ClusterIP range (default {SERVICE_CIDR})")
+    p.add_argument("--cluster-dns", default="", help="DNS server IP given to pods (default: none yet)")
+    p.add_argument("--pod-bridge-name", default="kapal-cni0", help="Linux bridge for pods (default kapal-cni0)")
+    p.add_argument("--no-kubeconfig", action="store_true", help="do not merge the context into ~/.kube/config")
+    p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
+    return p
+
+
+class Layout:
+    def __init__(self, data_dir: Path | None) -> None:
+        self.explicit = data_dir is not None
+        self.dir = (data_dir or DEFAULT_DIR).absolute()
+        self.socket = self.dir / "docker.sock" if self.explicit else DEFAULT_SOCKET
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def context(self) -> str:
+        if not self.explicit or self.dir == DEFAULT_DIR:
+            return "kapal"
+        return "kapal-" + hashlib.sha1(str(self.dir).encode()).hexdigest()[:6]  # a name, not a secret
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stop_pid(pid: int, timeout: float, what: str) -> bool:
+    """SIGTERM, wait, then SIGKILL; True when it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    print(f"kapal: {what} (pid {pid}) did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    return not _alive(pid)
+
+
+def _kapal_command() -> list[str]:
+    return [sys.executable, "-m", "kapal.cli.main"]
+
+
+def _merge_kubeconfig(layout: Layout, admin: Path) -> Path:
+    import yaml
+
+    from kapal.kube import pki
+
+    data = yaml.safe_load(admin.read_text())
+    name = layout.context
+    cluster = data["clusters"][0]["cluster"]
+    user = data["users"][0]["user"]
+    text = yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "preferences": {},
+                           "clusters": [{"name": name, "cluster": cluster}],
+                           "users": [{"name": f"{name}-admin", "user": user}],
+                           "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
+                           "current-context": name})
+    home = Path(os.environ.get("HOME") or os.path.expanduser("~"))
+    target = home / ".kube" / "config"
+    pki.merge_kubeconfig(target, text)
+    return target
+
+
+def _remove_context(layout: Layout) -> None:
+    import yaml
+
+    home = Path(os.environ.get("HOME") or os.path.expanduser("~"))
+    target = home / ".kube" / "config"
+    try:
+        data = yaml.safe_load(target.read_text()) or {}
+    except FileNotFoundError:
+        return
+    name = layout.context
+    for section, key in (("clusters", name), ("contexts", name), ("users", f"{name}-admin")):
+        data[section] = [e for e in data.get(section) or [] if e.get("name") != key]
+    if data.get("current-context") == name:
+        data["current-context"] = ""
+    from kapal.kube import pki
+
+    pki.write_kubeconfig(target, yaml.safe_dump(data))
+
+
+# ---- up ----------------------------------------------------------------------------------------------------------
+
+
+class EngineChild:
+    """The engine as a supervised child process; it dies with us (PDEATHSIG), its containers do not."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.proc = None
+        self.restarts = 0
+
+    async def start(self) -> None:
+        import asyncio
+
+        self.layout.path("logs").mkdir(parents=True, exist_ok=True)
+        self.layout.socket.parent.mkdir(parents=True, exist_ok=True)
+        stale = _read_pid(self.layout.path("engine.pid"))
+        if stale is not None and "engine" in _cmdline(stale):
+            _stop_pid(stale, 15, "a leftover engine")
+        log = open(self.layout.path("logs", "engine.log"), "ab")
+
+        def die_with_parent() -> None:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+        self.proc = await asyncio.create_subprocess_exec(
+            *_kapal_command(), "engine", "--data-root", str(self.layout.path("engine")), "-H",
+            self.layout.docker_host, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent)
+        log.close()
+        self.layout.path("engine.pid").write_text(str(self.proc.pid))
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        import asyncio
+
+        from kapal.kube.kubelet.engineapi import EngineApi
+
+        api = EngineApi(self.layout.docker_host)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc is not None and self.proc.returncode is not None:
+                    raise RuntimeError(f"the engine exited with status {self.proc.returncode}; see "
+                                       f"{self.layout.path('logs', 'engine.log')}")
+                if self.layout.socket.exists():
+                    with contextlib.suppress(Exception):
+                        await api.version()
+                        return
+                await asyncio.sleep(0.05)
+        finally:
+            await api.close()
+        raise RuntimeError(f"the engine did not answer on {self.layout.socket} within {timeout:.0f}s")
+
+    async def supervise(self, stop) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+        import logging
+
+        log = logging.getLogger("kapal.up")
+        while not stop.is_set():
+            assert self.proc is not None
+            waiter = asyncio.create_task(self.proc.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if stop.is_set():
+                waiter.cancel()
+                return
+            self.restarts += 1
+            log.error("the engine exited (status %s); restarting it (its containers keep running)",
+                      self.proc.returncode)
+            await asyncio.sleep(min(5.0, 0.5 * self.restarts))
+            await self.start()
+
+    async def stop(self) -> None:
+        import asyncio
+
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            self.layout.path("engine.pid").unlink()
+
+
+def _component_kubeconfigs(layout: Layout, server: str, node: str) -> dict[str, Path]:
+    from kapal.kube import pki
+    from kapal.kube.kubelet.credentials import node_kubeconfig
+
+    ca_crt, ca_key = layout.path("pki", "ca.crt"), layout.path("pki", "ca.key")
+    out = {"kubelet": node_kubeconfig(ca_crt, ca_key, server, node, layout.path("kubelet.conf"))}
+    for name, user in (("controller-manager", "system:kube-controller-manager"),
+                       ("scheduler", "system:kube-scheduler")):
+        path = layout.path(f"{name}.conf")
+        current = None
+        with contextlib.suppress(Exception):
+            current = pki.load_kubeconfig(path)
+        if current is None or current.server != server:
+            ca = pki.load(ca_crt, ca_key)
+            cert = pki.issue(ca, user, client=True)
+            pki.write_kubeconfig(path, pki.kubeconfig(server, ca_crt.read_bytes(), user,
+                                                      client_cert_pem=cert.cert_pem(), client_key_pem=cert.key_pem(),
+                                                      cluster="kapal", context=f"{user}@kapal"))
+        out[name] = path
+    return out
+
+
+async def _wait_node_ready(kubeconfig: Path, node: str, stop) -> float:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from kapal import errors
+    from kapal.kube.client.client import ApiClient
+    from kapal.kube.client.config import ClientConfig
+    from kapal.kube.client.kinds import NODES
+    from kapal.kube.pki import load_kubeconfig
+
+    client = ApiClient(ClientConfig.from_kubeconfig(load_kubeconfig(kubeconfig), user_agent="kapal-up"))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(errors.KapalError):
+                n = await client.get(NODES, node)
+                for c in (n.get("status") or {}).get("conditions") or []:
+                    if c.get("type") == "Ready" and c.get("status") == "True":
+                        return time.monotonic()
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+    return time.monotonic()
+
+
+async def _up(args: argparse.Namespace, layout: Layout) -> int:
+    import asyncio
+    import logging
+
+    from kapal.kube.api.config import ApiServerConfig
+    from kapal.kube.api.server import serve
+    from kapal.kube.controllers.manager import ControllerManagerConfig, run_controller_manager
+    from kapal.kube.kubelet.config import KubeletConfig, default_node_name
+    from kapal.kube.kubelet.kubelet import preflight, run_kubelet
+    from kapal.kube.scheduler.app import SchedulerConfig, run_scheduler
+
+    log = logging.getLogger("kapal.up")
+    started = time.monotonic()
+    node = (args.node_name or default_node_name()).lower()
+    for sub in ("db", "manifests", "logs", "kubelet"):
+        layout.path(sub).mkdir(parents=True, exist_ok=True)
+    kubelet_config = KubeletConfig(
+        node_name=node, root_dir=layout.path("kubelet"), pod_manifest_path=layout.path("manifests"),
+        container_runtime_endpoint=layout.docker_host, port=args.kubelet_port, anonymous_auth=False,
+        authentication_token_webhook=True, authorization_mode="Webhook", client_ca_file=layout.path("pki", "ca.crt"),
+        cluster_dns=[s for s in args.cluster_dns.split(",") if s], pod_bridge=args.pod_bridge_name,
+        non_masquerade_cidr=args.pod_network_cidr)
+    preflight(kubelet_config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    engine = EngineChild(layout)
+    await engine.start()
+    server = await serve(ApiServerConfig(
+        data_dir=layout.dir, secure_port=args.secure_port, storage=f"sqlite://{layout.path('db', 'state.db')}",
+        service_cluster_ip_range=args.service_cidr))
+    tasks: list[asyncio.Task] = []
+    exit_code = 0
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        kubeconfigs = await asyncio.to_thread(_component_kubeconfigs, layout, f"https://127.0.0.1:{port}", node)
+        kubelet_config.kubeconfig = kubeconfigs["kubelet"]
+        await engine.wait_ready()
+        no_election = {"leader_elect": False}
+        from kapal.kube.client.leaderelection import LeaderElectionFlags
+
+        cm = ControllerManagerConfig(
+            kubeconfig=kubeconfigs["controller-manager"], cluster_cidr=args.pod_network_cidr,
+            allocate_node_cidrs=True, node_cidr_mask_size=24, service_cluster_ip_range=args.service_cidr,
+            use_service_account_credentials=True,
+            service_account_private_key_file=layout.path("pki", "sa.key"),
+            root_ca_file=layout.path("pki", "ca.crt"), cluster_signing_cert_file=layout.path("pki", "ca.crt"),
+            cluster_signing_key_file=layout.path("pki", "ca.key"), leader_election=LeaderElectionFlags(**no_election))
+        sched = SchedulerConfig(kubeconfig=kubeconfigs["scheduler"], leader_election=LeaderElectionFlags(**no_election))
+        components = {
+            "controller-manager": run_controller_manager(cm, stop),
+            "scheduler": run_scheduler(sched, stop),
+            "kubelet": run_kubelet(kubelet_config, stop),
+            "engine-supervisor": engine.supervise(stop),
+        }
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in components.items()]
+        ready_at = await _wait_node_ready(server.admin_kubeconfig, node, stop)
+        if stop.is_set():
+            return 0
+        target = None if args.no_kubeconfig else await asyncio.to_thread(_merge_kubeconfig, layout,
+                                                                          server.admin_kubeconfig)
+        print(f"kapal up: node {node} Ready {ready_at - started:.1f}s after start; API server {server.url}",
+              file=sys.stderr, flush=True)
+        if target is not None:
+            print(f"kapal up: kubectl context {layout.context!r} merged into {target}", file=sys.stderr)
+        print(f"kapal up: admin kubeconfig {server.admin_kubeconfig}", file=sys.stderr)
+        print(f"export DOCKER_HOST={layout.docker_host}", flush=True)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                log.error("%s failed: %s", t.get_name(), t.exception())
+                exit_code = 1
+        stopper.cancel()
+        stop.set()
+    finally:
+        stop.set()
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=15)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await server.stop()
+        await engine.stop()
+    print("kapal up: stopped; pods keep their state (`kapal up` resumes them, `kapal down` removes them)",
+          file=sys.stderr)
+    return exit_code
+
+
+def up(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from kapal import errors
+
+    logging.basicConfig(level=logging.DEBUG if args.verbosity >= 4 else logging.INFO if args.verbosity >= 1
+                        else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    layout = Layout(args.data_dir)
+    layout.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pidfile = layout.path("kapal-up.pid")
+    running = _read_pid(pidfile)
+    if running is not None and running != os.getpid() and "up" in _cmdline(running):
+        print(f"kapal up: already running for {layout.dir} (pid {running}); stop it with `kapal down"
+              f"{' --data-dir ' + str(layout.dir) if layout.explicit else ''}`", file=sys.stderr)
+        return 1
+    pidfile.write_text(str(os.getpid()))
+    try:
+        return asyncio.run(_up(args, layout))
+    except errors.KapalError as e:
+        print(f"kapal up: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        print(f"kapal up: {e}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if _read_pid(pidfile) in (None, os.getpid()):
+                pidfile.unlink()
+
+
+# ---- down --------------------------------------------------------------------------------------------------------
+
+
+def _remove_containers(host: str) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kapal.engine.client import APIError, EngineClient
+
+    client = EngineClient(host)
+    containers = client.json("GET", "/containers/json", {"all": True}) or []
+
+    def remove(cid: str) -> None:
+        with contextlib.suppress(APIError):
+            EngineClient(host).json("DELETE", f"/containers/{cid}", {"force": True}, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(remove, [c["Id"] for c in containers]))
+    return len(containers)
+
+
+def _engine_answers(host: str) -> bool:
+    from kapal.engine.client import EngineClient, EngineUnavailable
+
+    try:
+        EngineClient(host).json("GET", "/version", timeout=5)
+        return True
+    except (EngineUnavailable, OSError):
+        return False
+    except Exception:
+        return False
+
+
+def down(args: argparse.Namespace) -> int:
+    import subprocess
+
+    layout = Layout(args.data_dir)
+    if not layout.dir.exists():
+        print(f"kapal down: nothing to do ({layout.dir} does not exist)", file=sys.stderr)
+        return 0
+    pid = _read_pid(layout.path("kapal-up.pid"))
+    if pid is not None and "up" in _cmdline(pid):
+        print(f"kapal down: stopping kapal up (pid {pid})", file=sys.stderr)
+        _stop_pid(pid, args.timeout, "kapal up")
+    engine_pid = _read_pid(layout.path("engine.pid"))
+    own_engine = None
+    if not _engine_answers(layout.docker_host):
+        if engine_pid is not None:
+            _stop_pid(engine_pid, 15, "a stuck engine")
+        if layout.path("engine").exists():
+            layout.path("logs").mkdir(parents=True, exist_ok=True)
+            log = open(layout.path("logs", "engine.log"), "ab")
+            own_engine = subprocess.Popen([*_kapal_command(), "engine", "--data-root", str(layout.path("engine")),
+                                           "-H", layout.docker_host], stdout=log, stderr=log)
+            log.close()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not _engine_answers(layout.docker_host):
+                if own_engine.poll() is not None:
+                    break
+                time.sleep(0.1)
+    removed = 0
+    if _engine_answers(layout.docker_host):
+        removed = _remove_containers(layout.docker_host)
+        running = own_engine.pid if own_engine is not None else _read_pid(layout.path("engine.pid"))
+        if running is not None:
+            _stop_pid(running, 30, "the engine")
+        if own_engine is not None:
+            own_engine.wait()
+    with contextlib.suppress(FileNotFoundError):
+        layout.path("engine.pid").unlink()
+    from kapal.kube.kubelet.teardown import teardown_node
+
+    problems = teardown_node(layout.path("kubelet"))
+    try:
+        from kapal.engine import daemon
+
+        teardown = getattr(daemon, "teardown", None)
+        if teardown is not None:
+            from kapal.engine.config import EngineConfig
+
+            teardown(EngineConfig(data_root=layout.path("engine"), host=layout.docker_host))
+    except Exception as e:  # the engine's own cleanup is best effort here; report it
+        problems.append(f"engine: {e}")
+    with contextlib.suppress(FileNotFoundError):
+        layout.socket.unlink()
+    print(f"kapal down: removed {removed} container(s) and the node's pods, network and cgroups", file=sys.stderr)
+    for p in problems:
+        print(f"kapal down: could not remove: {p}", file=sys.stderr)
+    if args.purge:
+        import shutil
+
+        _remove_context(layout)
+        shutil.rmtree(layout.dir, ignore_errors=True)
+        print(f"kapal down: purged {layout.dir} and the kubectl context {layout.context!r}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: list[str]) -> int:
+    verb = argv[0] if argv else "up"
+    args = _parser(verb).parse_args(argv[1:])
+    if os.geteuid() != 0:
+        print(f"kapal {verb}: needs root (namespaces, mounts, cgroups, networking); try sudo", file=sys.stderr)
+        return 1
+    return down(args) if verb == "down" else up(args)

@@ -1,0 +1,88 @@
+"""Remove everything a kubelet put on the node (`kapal down`, later `kapal adm reset`).
+
+Run it once the pods' containers are gone (or the engine is stopped): for every pod directory the sandbox
+(CNI DEL, namespace files, the shm tmpfs), the volumes, the pod cgroup; then the kubepods tree, the pod
+bridge with its NAT rules and leases, and portmap's chains if nobody uses them any more. Idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from kapal import errors
+
+from .cgroups import PodCgroups
+from .podfiles import ClusterDns
+from .sandbox import SandboxManager
+from .volumes import VolumeManager
+
+log = logging.getLogger(__name__)
+
+
+def _network(root_dir: Path, bridge: str):  # type: ignore[no-untyped-def]
+    """The pod network as the kubelet recorded it (network.json), or None when it never made one."""
+    import json
+
+    from kapal.network.bridge import BridgeNetwork
+
+    try:
+        rec = json.loads((root_dir / "cni" / "network.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return BridgeNetwork("kubepods", rec.get("bridge") or bridge, rec["subnet"], root_dir / "cni",
+                         nat_exclude=rec.get("nat_exclude") or [])
+
+
+def teardown_node(root_dir: Path, *, cgroup_root: str = "/", bridge: str = "kapal-cni0") -> list[str]:
+    """Undo the kubelet's work on this host; returns what could not be removed (empty when all went)."""
+    problems: list[str] = []
+    network = _network(root_dir, bridge)
+    sandboxes = SandboxManager(root_dir, network, ClusterDns())
+    volumes = VolumeManager(root_dir / "pods", None)
+    cgroups = PodCgroups(cgroup_root)
+    for uid in sandboxes.known():
+        try:
+            state = sandboxes.load(uid)
+            if state is not None:
+                sandboxes.destroy(state)
+            else:
+                if network is not None:
+                    with contextlib.suppress(errors.KapalError):
+                        network.cleanup(f"pod-{uid}")
+            volumes.unmount_all(uid)
+            cgroups.destroy(uid)
+            sandboxes.remove_pod_dir(uid)
+        except (errors.KapalError, OSError) as e:
+            problems.append(f"pod {uid}: {e}")
+    try:
+        cgroups.teardown()
+    except (errors.KapalError, OSError) as e:
+        problems.append(f"kubepods cgroups: {e}")
+    try:
+        if network is not None:
+            network.teardown()
+        from kapal.network.bridge import remove_unused_portmap_chains
+
+        remove_unused_portmap_chains()
+    except (errors.KapalError, OSError) as e:
+        problems.append(f"pod network: {e}")
+    prefix = str(root_dir) + "/"
+    with open("/proc/self/mountinfo") as f:
+        left = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for m in sorted(left, reverse=True):
+        try:
+            from kapal.linux.mount import MNT_DETACH, umount
+
+            umount(m, MNT_DETACH)
+        except OSError as e:
+            problems.append(f"unmount {m}: {e}")
+    if not problems:
+        for name in ("pods", "cni"):
+            shutil.rmtree(root_dir / name, ignore_errors=True)
+        if os.path.isdir(root_dir / "pods"):
+            problems.append(f"{root_dir / 'pods'} is still there")
+    return problems
