@@ -74,7 +74,8 @@ def most_recent(schedule: Schedule, earliest: dt.datetime, now: dt.datetime) -> 
         missed += 1
         if missed > MAX_MISSED:
             # too many to walk one by one: jump to the last one before now
-            back = croniter(schedule.expression, now.astimezone(schedule.tz)) if schedule.every is None else None
+            back = croniter(schedule.expression, (now + dt.timedelta(seconds=1)).astimezone(schedule.tz)) \
+                if schedule.every is None else None
             if back is not None:
                 latest = back.get_prev(dt.datetime).astimezone(dt.UTC)
             else:

@@ -9,12 +9,13 @@ the room it takes; the informer's update confirms it, a failed binding forgets i
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from kapal.kube.scheduler.nodeinfo import AffinityTerm, NodeInfo, PodInfo
 
 ASSUME_TTL = 30.0
+MAX_TERM_INDEXES = 512
 
 
 class SchedulerCache:
@@ -28,6 +29,10 @@ class SchedulerCache:
         self.anti_affinity: dict[tuple[Any, ...], tuple[AffinityTerm, Counter[tuple[str, str]]]] = {}
         self.scoring_affinity_pods: set[str] = set()  # pods with preferred terms or required affinity
         self.namespaces: dict[str, dict[str, str]] = {}
+        # affinity term signature -> (term, pods it selects counted per topology pair), kept up to date
+        self.term_index: OrderedDict[tuple[Any, ...], tuple[AffinityTerm, Counter[tuple[str, str]]]] = OrderedDict()
+        self.unschedulable_nodes = 0
+        self.tainted_nodes = 0  # nodes with NoSchedule or NoExecute taints
 
     # --- snapshot protocol ------------------------------------------------------------------------------------------
 
@@ -56,21 +61,43 @@ class SchedulerCache:
         if relabel:
             for p in info.pods.values():
                 self._index_anti_affinity(p, info, -1)
+        if not before[4]:
+            self._count_node(info, -1)
         info.set_node(node)
+        self._count_node(info, +1)
         if relabel:
             for p in info.pods.values():
                 self._index_anti_affinity(p, info, +1)
+            self.term_index.clear()
         if before[4]:
             self._node_list = None
             for p in info.pods.values():
                 self._index_anti_affinity(p, info, +1)
+            if info.pods:
+                self.term_index.clear()
         changed = before != (info.allocatable, info.labels, info.taints, info.unschedulable, False)
         return info, changed
+
+    def _count_node(self, info: NodeInfo, sign: int) -> None:
+        if info.unschedulable:
+            self.unschedulable_nodes += sign
+        if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in info.taints):
+            self.tainted_nodes += sign
+
+    def set_namespace(self, name: str, labels: dict[str, str]) -> None:
+        if self.namespaces.get(name) != labels:
+            self.namespaces[name] = labels
+            if any(t.namespace_selector is not None for t, _ in self.term_index.values()):
+                self.term_index.clear()
 
     def remove_node(self, name: str) -> None:
         info = self.nodes.get(name)
         if info is None:
             return
+        if info.node is not None:
+            self._count_node(info, -1)
+        if info.pods:
+            self.term_index.clear()
         for p in info.pods.values():
             self._index_anti_affinity(p, info, -1)
         if info.pods:
@@ -119,6 +146,7 @@ class SchedulerCache:
         if info is not None:
             if info.node is not None:
                 self._index_anti_affinity(p, info, -1)
+                self._index_terms(p, info, -1)
             info.remove_pod(key)
             if info.node is None and not info.pods:
                 del self.nodes[p.node_name]
@@ -142,6 +170,7 @@ class SchedulerCache:
         info.add_pod(p)
         if info.node is not None:
             self._index_anti_affinity(p, info, +1)
+            self._index_terms(p, info, +1)
         for k, v in p.labels.items():
             self.label_index.setdefault((p.namespace, k, v), set()).add(p.key)
         self.namespace_pods.setdefault(p.namespace, set()).add(p.key)
@@ -166,6 +195,41 @@ class SchedulerCache:
                 del counter[pair]
                 if not counter:
                     del self.anti_affinity[sig]
+
+    def _index_terms(self, p: PodInfo, info: NodeInfo, sign: int) -> None:
+        if not self.term_index:
+            return
+        ns_labels = self.namespaces
+        for term, counter in self.term_index.values():
+            value = info.labels.get(term.topology_key)
+            if value is None or not term.matches(p, ns_labels):
+                continue
+            pair = (term.topology_key, value)
+            counter[pair] += sign
+            if counter[pair] <= 0:
+                del counter[pair]
+
+    def term_counts(self, term: AffinityTerm) -> Counter[tuple[str, str]]:
+        """How many counted pods the term selects, per topology pair (topologyKey, node's value). Built once per
+        distinct term and then kept up to date as pods come and go (so a pod's cost does not grow with the
+        size of the group it avoids)."""
+        sig = term.signature
+        entry = self.term_index.get(sig)
+        if entry is not None:
+            self.term_index.move_to_end(sig)
+            return entry[1]
+        counts: Counter[tuple[str, str]] = Counter()
+        for p in self.matching_pods(term):
+            node = self.get(p.node_name)
+            if node is None:
+                continue
+            value = node.labels.get(term.topology_key)
+            if value is not None:
+                counts[(term.topology_key, value)] += 1
+        self.term_index[sig] = (term, counts)
+        while len(self.term_index) > MAX_TERM_INDEXES:
+            self.term_index.popitem(last=False)
+        return counts
 
     def matching_pods(self, term: AffinityTerm) -> list[PodInfo]:
         """Counted pods the term selects, narrowed through the label index when the selector pins a label."""

@@ -49,6 +49,9 @@ class CycleState:
 class Snapshot(Protocol):
     """The cluster as the scheduler sees it during one cycle."""
 
+    unschedulable_nodes: int
+    tainted_nodes: int
+
     def node_infos(self) -> list[NodeInfo]: ...
     def get(self, name: str) -> NodeInfo | None: ...
     def namespace_labels(self) -> dict[str, dict[str, str]]: ...
@@ -75,9 +78,18 @@ class ScorePlugin(Protocol):
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int: ...
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        """Every node's score at once (plugins may loop faster than one call per node)."""
+        ...
+
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         """Scale raw scores to 0..MAX_NODE_SCORE in place."""
         ...
+
+
+def score_each(plugin: ScorePlugin, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+    score = plugin.score
+    return [score(state, pod, node) for node in nodes]
 
 
 def default_normalize(scores: list[int], reverse: bool = False) -> None:

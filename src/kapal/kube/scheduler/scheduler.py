@@ -143,7 +143,7 @@ class Scheduler:
         self.cache.remove_node(node["metadata"]["name"])
 
     def on_namespace(self, ns: dict[str, Any]) -> None:
-        self.cache.namespaces[ns["metadata"]["name"]] = (ns.get("metadata") or {}).get("labels") or {}
+        self.cache.set_namespace(ns["metadata"]["name"], (ns.get("metadata") or {}).get("labels") or {})
 
     # --- one scheduling cycle ---------------------------------------------------------------------------------------
 
@@ -172,18 +172,30 @@ class Scheduler:
         feasible: list[NodeInfo] = []
         start = self._next_start % n if n else 0
         processed = 0
-        for i in range(n):
-            node = candidates[(start + i) % n]
-            processed += 1
-            for fn in filters:
+        order = candidates[start:] + candidates[:start] if start else candidates
+        if len(filters) == 1:
+            fn = filters[0]
+            for node in order:
+                processed += 1
                 st = fn(state, p, node)
                 if st is not None:
                     statuses[node.name] = st
-                    break
-            else:
+                    continue
                 feasible.append(node)
                 if len(feasible) >= to_find:
                     break
+        else:
+            for node in order:
+                processed += 1
+                for fn in filters:
+                    st = fn(state, p, node)
+                    if st is not None:
+                        statuses[node.name] = st
+                        break
+                else:
+                    feasible.append(node)
+                    if len(feasible) >= to_find:
+                        break
         if only is None:
             self._next_start = (start + processed) % max(n, 1)
         if not feasible:
@@ -197,8 +209,7 @@ class Scheduler:
         for plugin in self.scorers:
             if not plugin.pre_score(state, p, feasible, self.cache):
                 continue
-            score = plugin.score
-            scores = [score(state, p, node) for node in feasible]
+            scores = plugin.score_nodes(state, p, feasible)
             plugin.normalize(state, scores)
             w = plugin.weight
             for i, s in enumerate(scores):

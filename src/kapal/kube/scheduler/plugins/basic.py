@@ -28,7 +28,10 @@ class NodeUnschedulable:
 
     def pre_filter(self, state: CycleState, pod: PodInfo, snapshot: Snapshot) -> Status | None:
         tolerations = (pod.pod.get("spec") or {}).get("tolerations") or ()
-        state.data[self.name] = any(tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations)
+        tolerated = any(tolerates(t, UNSCHEDULABLE_TAINT) for t in tolerations)
+        if tolerated or not snapshot.unschedulable_nodes:
+            state.skip_filters.add(self.name)
+        state.data[self.name] = tolerated
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:

@@ -7,25 +7,24 @@ from __future__ import annotations
 from collections import Counter
 
 from kapal.kube.scheduler.cache import SchedulerCache
-from kapal.kube.scheduler.framework import MAX_NODE_SCORE, CycleState, Snapshot, Status, unresolvable, unschedulable
+from kapal.kube.scheduler.framework import (
+    MAX_NODE_SCORE,
+    CycleState,
+    Snapshot,
+    Status,
+    score_each,
+    unresolvable,
+    unschedulable,
+)
 from kapal.kube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 ANTI = "node(s) didn't match pod anti-affinity rules"
 AFFINITY = "node(s) didn't match pod affinity rules"
 HARD_POD_AFFINITY_WEIGHT = 1
-
-
-def _pairs(pods: list[PodInfo], key: str, cache: SchedulerCache) -> Counter[tuple[str, str]]:
-    out: Counter[tuple[str, str]] = Counter()
-    for p in pods:
-        node = cache.get(p.node_name)
-        if node is None:
-            continue
-        value = node.labels.get(key)
-        if value is not None:
-            out[(key, value)] += 1
-    return out
+_EXISTING_ANTI = unschedulable("InterPodAffinity", EXISTING_ANTI)
+_ANTI = unschedulable("InterPodAffinity", ANTI)
+_AFFINITY = unresolvable("InterPodAffinity", AFFINITY)
 
 
 class InterPodAffinity:
@@ -45,8 +44,8 @@ class InterPodAffinity:
         if not existing and not pod.affinity and not pod.anti_affinity:
             state.skip_filters.add(self.name)
             return None
-        anti = [_pairs(cache.matching_pods(t), t.topology_key, cache) for t in pod.anti_affinity]
-        affinity = [_pairs(cache.matching_pods(t), t.topology_key, cache) for t in pod.affinity]
+        anti = [cache.term_counts(t) for t in pod.anti_affinity]
+        affinity = [cache.term_counts(t) for t in pod.affinity]
         # The first pod of a group that selects itself may go anywhere its topology keys exist.
         self_match = bool(pod.affinity) and all(not c for c in affinity) and all(
             t.matches(pod, ns_labels) for t in pod.affinity)
@@ -60,17 +59,17 @@ class InterPodAffinity:
         for term, counts in zip(pod.affinity, affinity):
             value = labels.get(term.topology_key)
             if value is None:
-                return unresolvable(self.name, AFFINITY)
+                return _AFFINITY
             if not counts.get((term.topology_key, value)) and not self_match:
-                return unresolvable(self.name, AFFINITY)
+                return _AFFINITY
         for term, counts in zip(pod.anti_affinity, anti):
             value = labels.get(term.topology_key)
             if value is not None and counts.get((term.topology_key, value)):
-                return unschedulable(self.name, ANTI)
+                return _ANTI
         if existing:
             for pair in labels.items():
                 if existing.get(pair):
-                    return unschedulable(self.name, EXISTING_ANTI)
+                    return _EXISTING_ANTI
         return None
 
     # --- scoring ----------------------------------------------------------------------------------------------------
@@ -79,11 +78,9 @@ class InterPodAffinity:
         cache = self.cache
         scores: Counter[tuple[str, str]] = Counter()
         for term in pod.preferred_affinity:
-            scores.update({k: v * term.weight for k, v in _pairs(cache.matching_pods(term), term.topology_key,
-                                                                     cache).items()})
+            scores.update({k: v * term.weight for k, v in cache.term_counts(term).items()})
         for term in pod.preferred_anti_affinity:
-            scores.update({k: -v * term.weight for k, v in _pairs(cache.matching_pods(term), term.topology_key,
-                                                                      cache).items()})
+            scores.update({k: -v * term.weight for k, v in cache.term_counts(term).items()})
         ns_labels = cache.namespaces
         for key in cache.scoring_affinity_pods:
             other = cache.pods[key]
@@ -105,6 +102,9 @@ class InterPodAffinity:
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         scores: dict[tuple[str, str], int] = state.data[self.name + "/score"]
         return sum(scores.get(pair, 0) for pair in node.labels.items())
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        return score_each(self, state, pod, nodes)
 
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         if not scores:

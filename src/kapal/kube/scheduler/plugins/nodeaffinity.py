@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kapal.kube.scheduler.framework import CycleState, Snapshot, Status, default_normalize, unresolvable
+from kapal.kube.scheduler.framework import (
+    CycleState,
+    Snapshot,
+    Status,
+    default_normalize,
+    score_each,
+    unresolvable,
+)
 from kapal.kube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 
@@ -92,6 +99,9 @@ class NodeAffinity:
             if weight and term_matches(p.get("preference") or {}, node):
                 total += weight
         return total
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        return score_each(self, state, pod, nodes)
 
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         default_normalize(scores)

@@ -3,10 +3,17 @@ NodeResourcesBalancedAllocation (score: cpu and memory used in similar proportio
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from kapal.kube.scheduler.framework import MAX_NODE_SCORE, CycleState, Snapshot, Status, unschedulable
 from kapal.kube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 _TOO_MANY = "Too many pods"
+
+
+@lru_cache(maxsize=256)
+def _insufficient(reasons: tuple[str, ...]) -> Status:
+    return unschedulable("NodeResourcesFit", *reasons)
 
 
 class NodeResourcesFit:
@@ -31,7 +38,7 @@ class NodeResourcesFit:
             if v > node.allocatable.get(k, 0) - node.requested.get(k, 0):
                 reasons = (reasons or []) + [f"Insufficient {k}"]
         if reasons:
-            return unschedulable(self.name, *reasons)
+            return _insufficient(tuple(reasons))
         return None
 
     # LeastAllocated: the more room left (counting empty pods as 100m / 200 MB), the better.
@@ -50,6 +57,24 @@ class NodeResourcesFit:
             total += (alloc - used) * MAX_NODE_SCORE // alloc if used <= alloc else 0
         return total // 2
 
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        pc, pm = pod.nonzero_cpu, pod.nonzero_memory
+        out = []
+        for n in nodes:
+            total = 0
+            alloc = n.alloc_cpu
+            if alloc:
+                used = n.nonzero_cpu + pc
+                if used <= alloc:
+                    total += (alloc - used) * 100 // alloc
+            alloc = n.alloc_memory
+            if alloc:
+                used = n.nonzero_memory + pm
+                if used <= alloc:
+                    total += (alloc - used) * 100 // alloc
+            out.append(total // 2)
+        return out
+
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         pass
 
@@ -66,6 +91,19 @@ class NodeResourcesBalancedAllocation:
         fm = (node.req_memory + pod.memory) / node.alloc_memory if node.alloc_memory else 0.0
         fc, fm = min(fc, 1.0), min(fm, 1.0)
         return int((1.0 - abs(fc - fm) / 2) * MAX_NODE_SCORE)
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        pc, pm = pod.cpu, pod.memory
+        out = []
+        for n in nodes:
+            fc = (n.req_cpu + pc) / n.alloc_cpu if n.alloc_cpu else 0.0
+            fm = (n.req_memory + pm) / n.alloc_memory if n.alloc_memory else 0.0
+            if fc > 1.0:
+                fc = 1.0
+            if fm > 1.0:
+                fm = 1.0
+            out.append(int((1.0 - abs(fc - fm) / 2) * 100))
+        return out
 
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         pass

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from kapal.kube.scheduler.framework import CycleState, Snapshot, Status, default_normalize, unresolvable
+from kapal.kube.scheduler.framework import (
+    CycleState,
+    Snapshot,
+    Status,
+    default_normalize,
+    score_each,
+    unresolvable,
+)
 from kapal.kube.scheduler.nodeinfo import NodeInfo, PodInfo
 
 
@@ -39,6 +46,8 @@ class TaintToleration:
 
     def pre_filter(self, state: CycleState, pod: PodInfo, snapshot: Snapshot) -> Status | None:
         state.data[self.name] = (pod.pod.get("spec") or {}).get("tolerations") or []
+        if not snapshot.tainted_nodes:
+            state.skip_filters.add(self.name)
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
@@ -59,6 +68,9 @@ class TaintToleration:
         tolerations = state.data[self.name + "/score"]
         return sum(1 for taint in node.taints if taint.get("effect") == "PreferNoSchedule"
                    and not any(tolerates(t, taint) for t in tolerations))
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        return score_each(self, state, pod, nodes)
 
     def normalize(self, state: CycleState, scores: list[int]) -> None:
         default_normalize(scores, reverse=True)
