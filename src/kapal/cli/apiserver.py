@@ -39,12 +39,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kubelet-client-certificate", type=Path, help="client certificate for talking to kubelets")
     p.add_argument("--kubelet-client-key", type=Path, help="its key")
     p.add_argument("--kubelet-certificate-authority", type=Path, help="CA that signs kubelet serving certificates")
+    p.add_argument("--kubelet-preferred-address-types", default="",
+                   help="node address types to reach kubelets at, in order (default InternalIP,Hostname,...)")
+    p.add_argument("--anonymous-auth", type=_bool, nargs="?", const=True, default=False,
+                   help="treat requests without credentials as system:anonymous (default false in kapal: 401)")
+    p.add_argument("--enable-bootstrap-token-auth", type=_bool, nargs="?", const=True, default=True,
+                   help="accept bootstrap tokens (kube-system Secrets) as bearer tokens (default true)")
+    p.add_argument("--allow-privileged", type=_bool, nargs="?", const=True, default=True,
+                   help="admit privileged containers (only true is supported)")
+    p.add_argument("--enable-admission-plugins", default="",
+                   help=f"accepted for the plugins kapal always runs: {','.join(ALWAYS_ON_ADMISSION)}")
+    p.add_argument("--disable-admission-plugins", default="", help="not supported: kapal's admission is fixed")
     p.add_argument("--max-request-bytes", type=int, default=3 * 1024 * 1024, help="largest accepted request body")
     p.add_argument("--watch-cache-size", type=int, default=1000, help="events kept per resource for watch resumes")
     p.add_argument("--min-request-timeout", type=int, default=1800, help="watch timeout base in seconds")
     p.add_argument("--event-ttl", default="1h", help="how long Events are kept after their last write (default 1h)")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
     return p
+
+
+# Upstream admission plugins kapal's API server always runs; --enable-admission-plugins may name these.
+ALWAYS_ON_ADMISSION = ("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "TaintNodesByCondition", "Priority",
+                       "DefaultTolerationSeconds", "ResourceQuota", "NodeRestriction")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "t", "yes"):
+        return True
+    if text.lower() in ("0", "false", "f", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
 
 
 def _duration(text: str) -> int:
@@ -70,6 +94,16 @@ def config_from_args(argv: list[str]):
     args = _parser().parse_args(argv)
     if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
         raise SystemExit("kapal apiserver: --tls-cert-file and --tls-private-key-file go together")
+    if not args.allow_privileged:
+        raise SystemExit("kapal apiserver: --allow-privileged=false is not supported (privileged containers are "
+                         "always admitted)")
+    unknown = [n for n in args.enable_admission_plugins.split(",") if n and n not in ALWAYS_ON_ADMISSION]
+    if unknown:
+        raise SystemExit(f"kapal apiserver: admission plugin {unknown[0]!r} is not supported; kapal always runs "
+                         f"{','.join(ALWAYS_ON_ADMISSION)}")
+    if args.disable_admission_plugins:
+        raise SystemExit("kapal apiserver: --disable-admission-plugins is not supported: kapal's admission chain is "
+                         "fixed")
     config = ApiServerConfig(
         data_dir=args.data_dir, secure_port=args.secure_port, bind_address=args.bind_address,
         advertise_address=args.advertise_address, tls_cert_file=args.tls_cert_file,
@@ -85,6 +119,8 @@ def config_from_args(argv: list[str]):
         etcd_servers=[s for s in args.etcd_servers.split(",") if s],
         kubelet_client_certificate=args.kubelet_client_certificate, kubelet_client_key=args.kubelet_client_key,
         kubelet_certificate_authority=args.kubelet_certificate_authority, max_request_bytes=args.max_request_bytes,
+        kubelet_preferred_address_types=[t for t in args.kubelet_preferred_address_types.split(",") if t],
+        anonymous_auth=args.anonymous_auth, enable_bootstrap_token_auth=args.enable_bootstrap_token_auth,
         watch_cache_size=args.watch_cache_size, min_request_timeout=args.min_request_timeout,
         event_ttl=float(_duration(args.event_ttl) or 3600))
     return config, args.verbosity

@@ -87,8 +87,10 @@ def _secret_data(secret: dict[str, Any], key: str) -> str:
 
 class Authenticator:
     def __init__(self, cache: WatchCache, *, sa_keys: list[Any] | None = None, issuers: list[str] | None = None,
-                 audiences: list[str] | None = None, static_tokens: dict[str, UserInfo] | None = None) -> None:
+                 audiences: list[str] | None = None, static_tokens: dict[str, UserInfo] | None = None,
+                 bootstrap_tokens: bool = True) -> None:
         self.cache = cache
+        self.bootstrap_tokens = bootstrap_tokens
         self.sa_keys = tokens.key_ring(sa_keys or [])
         self.issuers = issuers or []
         self.audiences = audiences or self.issuers[:1]
@@ -113,7 +115,7 @@ class Authenticator:
         if user is not None:
             return with_authenticated(user)
         m = BOOTSTRAP_TOKEN.match(token)
-        if m:
+        if m and self.bootstrap_tokens:
             return self._bootstrap(m.group(1), m.group(2))
         if tokens.looks_like_jwt(token) and self.sa_keys:
             return self._service_account(token)

@@ -32,6 +32,9 @@ class ApiServerConfig:
     kubelet_client_certificate: Path | None = None
     kubelet_client_key: Path | None = None
     kubelet_certificate_authority: Path | None = None
+    kubelet_preferred_address_types: list[str] = field(default_factory=list)  # [] = InternalIP, Hostname, ...
+    anonymous_auth: bool = False  # requests without credentials: 401 (False) or system:anonymous (True, upstream's)
+    enable_bootstrap_token_auth: bool = True
     max_request_bytes: int = 3 * 1024 * 1024
     watch_cache_size: int = 1000
     watch_queue_size: int = 10000

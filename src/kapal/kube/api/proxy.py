@@ -44,11 +44,12 @@ class BackendUnavailable(errors.Temporary):
     pass
 
 
-def node_endpoint(node: dict[str, Any]) -> tuple[str, int]:
+def node_endpoint(node: dict[str, Any], order: tuple[str, ...] | list[str] = _ADDRESS_ORDER) -> tuple[str, int]:
+    """The kubelet's (host, port): the first of the node's addresses in `order` (--kubelet-preferred-address-types)."""
     st = node.get("status") or {}
     port = int(((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250)
     addresses = {a.get("type"): a.get("address") for a in st.get("addresses") or [] if a.get("address")}
-    for kind in _ADDRESS_ORDER:
+    for kind in order or _ADDRESS_ORDER:
         if addresses.get(kind):
             return addresses[kind], port
     raise BackendUnavailable(f'node "{node["metadata"]["name"]}" reports no address for its kubelet yet '
@@ -77,7 +78,7 @@ async def _target(rest: Rest, request: web.Request, info: RequestInfo) -> tuple[
     q = request.query
     if info.plural == "nodes":
         node = await store.get(NODES, None, info.name)
-        host, port = node_endpoint(node)
+        host, port = node_endpoint(node, rest.ctx.config.kubelet_preferred_address_types)
         path = "/" + info.subpath
         return host, port, path + (f"?{request.query_string}" if request.query_string else "")
     pod = await store.get(PODS, info.namespace, info.name)
@@ -85,7 +86,7 @@ async def _target(rest: Rest, request: web.Request, info: RequestInfo) -> tuple[
     if not node_name:
         raise errors.Invalid(f"pod {info.name} does not have a host assigned")
     node = await store.get(NODES, None, node_name)
-    host, port = node_endpoint(node)
+    host, port = node_endpoint(node, rest.ctx.config.kubelet_preferred_address_types)
     ns, name = quote(info.namespace or ""), quote(info.name)
     sub = info.subresource
     if sub == "portforward":

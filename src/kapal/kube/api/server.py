@@ -234,7 +234,7 @@ class Frontend:
         peercert = request.transport.get_extra_info("peercert") if request.transport else None
         user = self.ctx.authenticator.authenticate(request.headers.get("Authorization"), peercert)
         if user is None:
-            if anonymous_ok:
+            if anonymous_ok or self.ctx.config.anonymous_auth:
                 return authn.anonymous()
             raise errors.Unauthorized("Unauthorized")
         return user
@@ -477,7 +477,7 @@ async def serve(config: ApiServerConfig) -> RunningApiServer:
     static = authn.load_token_file(config.token_auth_file) if config.token_auth_file else None
     authenticator = Authenticator(cache, sa_keys=sa_keys, issuers=config.service_account_issuer,
                                   audiences=config.api_audiences or config.service_account_issuer[:1],
-                                  static_tokens=static)
+                                  static_tokens=static, bootstrap_tokens=config.enable_bootstrap_token_auth)
     authorizer = Authorizer(config.authorization_modes, cache)
     ips = IPAllocator(config.service_cluster_ip_range)
     ports = PortAllocator(config.service_node_port_range)

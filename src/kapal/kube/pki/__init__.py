@@ -20,7 +20,9 @@ _EXPORTS = {
         "kubeconfig", "kubeconfig_dict", "load_kubeconfig", "write_kubeconfig", "merge_kubeconfig",
         "KubeconfigEntry", "client_ssl_context", "load_cert_chain_pem",
     ),
+    "_files": ("write_atomic",),
     "hosts": ("host_addresses", "HostAddresses", "primary_ipv4"),
+    "bootstraptoken": ("generate_token", "split_token", "BootstrapTokenInfo", "detached_jws", "detached_jws_valid"),
     "kubeadm": ("ClusterPki", "KUBEADM_CERTS", "KubeadmCert", "ensure_pki", "ensure_kubeconfigs",
                 "ensure_service_account_keys", "kubeconfig_users", "apiserver_virtual_ip"),
 }

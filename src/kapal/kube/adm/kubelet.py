@@ -1,0 +1,61 @@
+"""What kubeadm's kubelet-start phase writes: the KubeletConfiguration and the flags file, and the kubelet's command.
+
+kubeadm leaves starting the kubelet to systemd and its drop-in; there is no systemd here, so `kubelet_argv`
+is that drop-in's command line (config file, kubeconfig, and the flags of kubeadm-flags.env) and adm runs it
+as a daemon (daemons.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import InitConfig
+from .constants import KUBELET_HEALTHZ_PORT, KubeadmPaths
+
+
+def kubelet_configuration(cfg: InitConfig, paths: KubeadmPaths) -> dict[str, Any]:
+    """kubeadm's defaults for the cluster's KubeletConfiguration, then the user's own document over them."""
+    doc: dict[str, Any] = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"cacheTTL": "0s", "enabled": True},
+                           "x509": {"clientCAFile": str(cfg.cert_dir / "ca.crt")}},
+        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "0s", "cacheUnauthorizedTTL": "0s"}},
+        "cgroupDriver": "cgroupfs",
+        "clusterDNS": [cfg.dns_service_ip],
+        "clusterDomain": cfg.dns_domain,
+        "containerRuntimeEndpoint": cfg.cri_socket,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": KUBELET_HEALTHZ_PORT,
+        "kind": "KubeletConfiguration",
+        "rotateCertificates": True,
+        "staticPodPath": str(paths.manifests_dir),
+    }
+    for key, value in cfg.kubelet_configuration.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    return doc
+
+
+def kubelet_flags(cfg: InitConfig) -> list[str]:
+    """The node-specific flags kubeadm puts in kubeadm-flags.env."""
+    flags = [f"--container-runtime-endpoint={cfg.cri_socket}", f"--node-ip={cfg.advertise_address}"]
+    if cfg.node_name:
+        flags.append(f"--hostname-override={cfg.node_name}")
+    flags += [f"--{a.name}={a.value}" for a in cfg.kubelet_extra_args]
+    return flags
+
+
+def flags_env(cfg: InitConfig) -> str:
+    return f'KUBELET_KUBEADM_ARGS="{" ".join(kubelet_flags(cfg))}"\n'
+
+
+def kubelet_argv(kapal: Path, cfg: InitConfig, paths: KubeadmPaths) -> list[str]:
+    return [str(kapal), "kubelet", f"--config={paths.kubelet_config_file}", f"--kubeconfig={paths.kubelet_conf}",
+            f"--root-dir={paths.kubelet_dir}", *kubelet_flags(cfg)]
+
+
+def engine_argv(kapal: Path, paths: KubeadmPaths) -> list[str]:
+    return [str(kapal), "engine", "--data-root", str(paths.engine_data_root), "-H", f"unix://{paths.engine_socket}"]
