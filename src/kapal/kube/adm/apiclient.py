@@ -77,6 +77,8 @@ class ApiClient:
             conn.close()
         if resp.status >= 400:
             raise _error(resp.status, raw, f"{method} {path}")
+        if "json" not in (resp.getheader("Content-Type") or ""):
+            return raw.decode(errors="replace")
         return json.loads(raw) if raw else {}
 
     def get(self, path: str) -> dict[str, Any] | None:
