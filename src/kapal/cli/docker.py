@@ -581,396 +581,194 @@ def cmd_volume(argv: list[str]) -> int:
     return die(f"kapal: 'volume {sub}' is not a kapal command.\nSee 'kapal volume --help'", EXIT_DAEMON_ERROR)
 
 
-# ------------------------------------------------------------------ containers
+# ------------------------------------------------------------------ system, events, networks
 
 
-def _hijack(c: EngineClient, path: str, params: dict) -> Any:
-    """POST with Upgrade: tcp; returns the raw socket positioned after the 101 headers."""
-    import socket
-
-    if not c.host.startswith("unix://"):
-        raise EngineUnavailable("attach needs a unix:// engine address")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(c.host[len("unix://") :])
-    except (FileNotFoundError, ConnectionRefusedError) as e:
-        raise c.unavailable(e) from None
-    request = (
-        f"POST {c.path(path, params)} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: kapal-cli\r\n"
-        "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
-    )
-    sock.sendall(request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise APIError(500, "the engine closed the attach connection")
-        head += chunk
-    header, rest = head.split(b"\r\n\r\n", 1)
-    status_line = header.split(b"\r\n", 1)[0].decode()
-    status = int(status_line.split()[1])
-    if status != 101:
-        body = rest
-        try:
-            message = json.loads(body).get("message", "")
-        except ValueError:
-            message = body.decode(errors="replace")
-        raise APIError(status, message or status_line)
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-    return sock, rest
+def cmd_system(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("Usage: kapal system COMMAND\n\nManage the engine\n\nCommands:\n  df       Show disk usage\n"
+              "  info     Display system-wide information\n  events   Get real time events from the engine")
+        return 0 if argv else 125
+    sub, rest = argv[0], argv[1:]
+    if sub == "df":
+        return cmd_system_df(rest)
+    if sub == "info":
+        return cmd_info(rest)
+    if sub == "events":
+        return cmd_events(rest)
+    raise UsageError(f"'{sub}' is not a system command (df, info, events)")
 
 
-def _demux(sock: Any, rest: bytes) -> None:
-    import struct
-
-    buf = rest
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    while True:
-        while len(buf) >= 8:
-            stream, size = struct.unpack(">BxxxL", buf[:8])
-            if len(buf) < 8 + size:
-                break
-            payload, buf = buf[8 : 8 + size], buf[8 + size :]
-            target = err if stream == 2 else out
-            target.write(payload)
-            target.flush()
-        chunk = sock.recv(65536)
-        if not chunk:
-            return
-        buf += chunk
-
-
-def _container_body(a: argparse.Namespace) -> dict:
-    binds, volumes = [], {}
-    for spec in a.volume:
-        if ":" in spec and not spec.endswith((":ro", ":rw")) or spec.count(":") >= 2:
-            binds.append(spec)
-        elif ":" in spec and spec.split(":")[0].startswith("/") and spec.count(":") == 1:
-            volumes[spec.split(":")[0]] = {}
-        else:
-            volumes[spec] = {}
-    env = list(a.env)
-    body: dict[str, Any] = {
-        "Hostname": a.hostname or "",
-        "User": a.user or "",
-        "AttachStdin": False,
-        "AttachStdout": not a.detach,
-        "AttachStderr": not a.detach,
-        "Tty": bool(a.tty),
-        "OpenStdin": bool(a.interactive),
-        "StdinOnce": bool(a.interactive),
-        "Env": env or None,
-        "Cmd": a.command or None,
-        "Image": a.image,
-        "Volumes": volumes,
-        "WorkingDir": a.workdir or "",
-        "Entrypoint": [a.entrypoint] if a.entrypoint is not None else None,
-        "Labels": dict(lbl.partition("=")[::2] for lbl in a.label),
-        "HostConfig": {
-            "Binds": binds or None,
-            "AutoRemove": bool(getattr(a, "rm", False)),
-            "NetworkMode": a.network or "default",
-        },
-    }
-    return body
-
-
-def _add_create_flags(p: Parser) -> None:
-    p.add_argument("--name", default=None)
-    p.add_argument("-v", "--volume", action="append", default=[])
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("-l", "--label", action="append", default=[])
-    p.add_argument("-w", "--workdir", default=None)
-    p.add_argument("-u", "--user", default=None)
-    p.add_argument("-h", "--hostname", default=None)
-    p.add_argument("--entrypoint", default=None)
-    p.add_argument("--network", "--net", default=None)
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("--help", action="help")
-    p.add_argument("image")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-
-
-def _create(c: EngineClient, a: argparse.Namespace) -> str:
-    body = _container_body(a)
-    params = {"name": a.name}
-    try:
-        return c.json("POST", "/containers/create", params, body)["Id"]
-    except APIError as e:
-        if e.status != 404:
-            raise
-        from kapal.image.reference import parse
-
-        ref = parse(a.image)
-        shown = ref.tagged_or_latest().familiar() if not ref.digest else ref.familiar()
-        print(f"Unable to find image '{shown}' locally", file=sys.stderr)
-        _pull(a.image, out=sys.stderr, implicit=True)
-        return c.json("POST", "/containers/create", params, body)["Id"]
-
-
-def _start_error_exit(message: str) -> int:
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message:
-        return 126
-    return EXIT_DAEMON_ERROR
-
-
-def cmd_run(argv: list[str]) -> int:
-    p = Parser(prog="kapal run", description="Create and run a new container from an image", add_help=False)
-    p.add_argument("--rm", action="store_true")
-    p.add_argument("-d", "--detach", action="store_true")
-    _add_create_flags(p)
+def cmd_system_df(argv: list[str]) -> int:
+    p = parser("system df", "Show docker disk usage")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format", default=None)
     a = p.parse_args(argv)
-    if a.tty or a.interactive:
-        raise UsageError("-t/--tty and -i/--interactive are not supported by kapal run yet")
-    c = client()
-    cid = _create(c, a)
-    if a.detach:
-        try:
-            c.json("POST", f"/containers/{cid}/start")
-        except APIError as e:
-            print(f"kapal: Error response from daemon: {e.message}", file=sys.stderr)
-            return _start_error_exit(e.message)
-        print(cid)
+    df = client().json("GET", "/system/df")
+    images, containers, volumes = df.get("Images") or [], df.get("Containers") or [], df.get("Volumes") or []
+    image_size = df.get("LayersSize", 0)
+    active_images = [i for i in images if i.get("Containers", 0) > 0]
+    used = sum(i.get("Size", 0) - i.get("SharedSize", 0) for i in active_images)
+    shared = max((i.get("SharedSize", 0) for i in active_images), default=0)
+    reclaim_images = max(0, image_size - used - shared)
+    c_size = sum(c.get("SizeRw", 0) for c in containers)
+    c_reclaim = sum(c.get("SizeRw", 0) for c in containers if c.get("State") != "running")
+    v_size = sum((v.get("UsageData") or {}).get("Size", 0) for v in volumes)
+    v_reclaim = sum((v.get("UsageData") or {}).get("Size", 0) for v in volumes
+                    if (v.get("UsageData") or {}).get("RefCount", 0) == 0)
+
+    def pct(part: int, whole: int) -> str:
+        return f"{human_size(part)} ({int(part * 100 / whole) if whole else 0}%)"
+
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": str(len(active_images)),
+         "Size": human_size(image_size), "Reclaimable": pct(reclaim_images, image_size)},
+        {"Type": "Containers", "TotalCount": str(len(containers)),
+         "Active": str(sum(1 for c in containers if c.get("State") == "running")),
+         "Size": human_size(c_size), "Reclaimable": pct(c_reclaim, c_size) if c_size else "0B (0%)"},
+        {"Type": "Local Volumes", "TotalCount": str(len(volumes)),
+         "Active": str(sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount", 0) > 0)),
+         "Size": human_size(v_size), "Reclaimable": pct(v_reclaim, v_size) if v_size else "0B (0%)"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+    ]
+    if a.format:
+        print(render_format(a.format, rows, {"TotalCount": "TOTAL", "Reclaimable": "RECLAIMABLE"}))
         return 0
-    import threading
-
-    sock, rest = _hijack(c, f"/containers/{cid}/attach", {"stderr": 1, "stdout": 1, "stream": 1})
-    result: dict = {}
-
-    def waiter() -> None:
-        try:
-            result.update(c.json("POST", f"/containers/{cid}/wait", {"condition": "removed" if a.rm else "next-exit"}))
-        except Exception as e:  # reported below
-            result["error"] = e
-
-    t = threading.Thread(target=waiter, daemon=True)
-    t.start()
-    try:
-        c.json("POST", f"/containers/{cid}/start")
-    except APIError as e:
-        sock.close()
-        print(f"kapal: Error response from daemon: {e.message}", file=sys.stderr)
-        if a.rm:
-            try:
-                c.json("DELETE", f"/containers/{cid}", {"force": True, "v": True})
-            except APIError:
-                pass
-        return _start_error_exit(e.message)
-    try:
-        _demux(sock, rest)
-    finally:
-        sock.close()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return int(result.get("StatusCode", 0))
-
-
-def cmd_create(argv: list[str]) -> int:
-    p = Parser(prog="kapal create", description="Create a new container", add_help=False)
-    p.add_argument("--rm", action="store_true")
-    _add_create_flags(p)
-    a = p.parse_args(argv)
-    a.detach = True
-    print(_create(client(), a))
+    print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                [[r["Type"], r["TotalCount"], r["Active"], r["Size"], r["Reclaimable"]] for r in rows]))
+    if a.verbose:
+        print("\nImages space usage:\n")
+        print(table(["REPOSITORY", "TAG", "IMAGE ID", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+                    [[*(_split_repo_tag(i["RepoTags"][0]) if i.get("RepoTags") else ("<none>", "<none>")),
+                      i["Id"][7:19], human_size(i.get("Size", 0)), human_size(i.get("SharedSize", 0)),
+                      human_size(i.get("Size", 0) - i.get("SharedSize", 0)), str(i.get("Containers", 0))]
+                     for i in images]))
+        print("\nContainers space usage:\n")
+        print(table(["CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"],
+                    [[c["Id"][:12], c["Image"], human_size(c.get("SizeRw", 0)), c["Status"],
+                      ",".join(n.lstrip("/") for n in c["Names"])] for c in containers]))
+        print("\nLocal Volumes space usage:\n")
+        print(table(["VOLUME NAME", "LINKS", "SIZE"],
+                    [[v["Name"], str((v.get("UsageData") or {}).get("RefCount", 0)),
+                      human_size((v.get("UsageData") or {}).get("Size", 0))] for v in volumes]))
     return 0
 
 
-def _each(argv: list[str], verb: str, fn: Callable[[EngineClient, str], None], extra: Callable | None = None) -> int:
-    p = parser(verb, f"{verb} one or more containers")
-    if extra:
-        extra(p)
-    p.add_argument("containers", nargs="+")
+def cmd_info(argv: list[str]) -> int:
+    p = parser("info", "Display system-wide information")
+    p.add_argument("-f", "--format", default=None)
     a = p.parse_args(argv)
-    c = client()
-    rc = 0
-    for name in a.containers:
-        try:
-            fn(c, name) if not extra else fn(c, name, a)  # type: ignore[call-arg]
-            print(name)
-        except APIError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            rc = 1
-    return rc
+    info = client().json("GET", "/info")
+    if a.format:
+        from kapal.engine.gotemplate import Template
+
+        print(Template(a.format).render(info))
+        return 0
+    lines = [
+        "Server:",
+        f" Containers: {info.get('Containers', 0)}",
+        f"  Running: {info.get('ContainersRunning', 0)}",
+        f"  Paused: {info.get('ContainersPaused', 0)}",
+        f"  Stopped: {info.get('ContainersStopped', 0)}",
+        f" Images: {info.get('Images', 0)}",
+        f" Server Version: {info.get('ServerVersion', '')}",
+        f" Storage Driver: {info.get('Driver', '')}",
+        f" Logging Driver: {info.get('LoggingDriver', '')}",
+        f" Cgroup Driver: {info.get('CgroupDriver', '')}",
+        f" Cgroup Version: {info.get('CgroupVersion', '')}",
+        f" Default Runtime: {info.get('DefaultRuntime', '')}",
+        f" Live Restore Enabled: {str(info.get('LiveRestoreEnabled', False)).lower()}",
+        f" Kernel Version: {info.get('KernelVersion', '')}",
+        f" Operating System: {info.get('OperatingSystem', '')}",
+        f" CPUs: {info.get('NCPU', 0)}",
+        f" Total Memory: {human_size(info.get('MemTotal', 0))}",
+        f" Docker Root Dir: {info.get('DockerRootDir', '')}",
+    ]
+    for label in info.get("Labels") or []:
+        lines.append(f" Label: {label}")
+    print("\n".join(lines))
+    for warning in info.get("Warnings") or []:
+        print(warning, file=sys.stderr)
+    return 0
 
 
-def cmd_start(argv: list[str]) -> int:
-    return _each(argv, "start", lambda c, n: c.json("POST", f"/containers/{n}/start"))
-
-
-def cmd_stop(argv: list[str]) -> int:
-    return _each(
-        argv,
-        "stop",
-        lambda c, n, a: c.json("POST", f"/containers/{n}/stop", {"t": a.time}),
-        lambda p: p.add_argument("-t", "--time", type=int, default=None),
-    )
-
-
-def cmd_kill(argv: list[str]) -> int:
-    return _each(
-        argv,
-        "kill",
-        lambda c, n, a: c.json("POST", f"/containers/{n}/kill", {"signal": a.signal}),
-        lambda p: p.add_argument("-s", "--signal", default=None),
-    )
-
-
-def cmd_rm(argv: list[str]) -> int:
-    def extra(p: Parser) -> None:
-        p.add_argument("-f", "--force", action="store_true")
-        p.add_argument("-v", "--volumes", action="store_true")
-
-    return _each(
-        argv,
-        "rm",
-        lambda c, n, a: c.json("DELETE", f"/containers/{n}", {"force": a.force or None, "v": a.volumes or None}),
-        extra,
-    )
-
-
-def cmd_wait(argv: list[str]) -> int:
-    p = parser("wait", "Block until one or more containers stop, then print their exit codes")
-    p.add_argument("containers", nargs="+")
-    a = p.parse_args(argv)
-    c = client()
-    rc = 0
-    for n in a.containers:
-        try:
-            print(c.json("POST", f"/containers/{n}/wait")["StatusCode"])
-        except APIError as e:
-            print(f"Error response from daemon: {e.message}", file=sys.stderr)
-            rc = 1
-    return rc
-
-
-def cmd_ps(argv: list[str]) -> int:
-    p = parser("ps", "List containers")
-    p.add_argument("-a", "--all", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("--format", default=None)
+def cmd_events(argv: list[str]) -> int:
+    p = parser("events", "Get real time events from the server")
+    p.add_argument("--since", default=None)
+    p.add_argument("--until", default=None)
     p.add_argument("-f", "--filter", action="append", default=[])
+    p.add_argument("--format", default=None)
     a = p.parse_args(argv)
+    from .docker_containers import _relative_time
+
     filters: dict[str, dict[str, bool]] = {}
     for f in a.filter:
         k, _, v = f.partition("=")
         filters.setdefault(k, {})[v] = True
-    items = client().json(
-        "GET", "/containers/json", {"all": a.all or None, "filters": json.dumps(filters) if filters else None}
-    )
-    rows = []
-    for it in items:
-        cmd = it["Command"]
-        if not a.no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        rows.append(
-            {
-                "ID": it["Id"] if a.no_trunc else it["Id"][:12],
-                "Image": it["Image"],
-                "Command": f'"{cmd}"',
-                "RunningFor": since(it["Created"]),
-                "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(it["Created"])),
-                "Status": it["Status"],
-                "State": it["State"],
-                "Ports": "",
-                "Names": ",".join(n.lstrip("/") for n in it["Names"]),
-                "Labels": ",".join(f"{k}={v}" for k, v in (it.get("Labels") or {}).items()),
-                "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in it.get("Mounts") or []),
-            }
-        )
-    if a.quiet:
-        for r in rows:
-            print(r["ID"])
-        return 0
-    if a.format:
-        text = render_format(a.format, rows, {"ID": "CONTAINER ID", "RunningFor": "CREATED"})
-        if text:
-            print(text)
-        return 0
-    print(
-        table(
-            ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
-            [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]] for r in rows],
-        )
-    )
-    return 0
+    resp = client().request("GET", "/events", {"since": _relative_time(a.since), "until": _relative_time(a.until),
+                                               "filters": json.dumps(filters) if filters else None})
+    from kapal.engine.gotemplate import Template
 
-
-def cmd_logs(argv: list[str]) -> int:
-    import struct
-
-    p = parser("logs", "Fetch the logs of a container")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("container")
-    a = p.parse_args(argv)
-    resp = client().request(
-        "GET", f"/containers/{a.container}/logs", {"stdout": 1, "stderr": 1, "follow": a.follow or None}
-    )
-    data = resp.read()
-    while len(data) >= 8:
-        stream, size = struct.unpack(">BxxxL", data[:8])
-        target = sys.stderr.buffer if stream == 2 else sys.stdout.buffer
-        target.write(data[8 : 8 + size])
-        data = data[8 + size :]
-    sys.stdout.flush()
-    return 0
-
-
-def cmd_diff(argv: list[str]) -> int:
-    p = parser("diff", "Inspect changes to files or directories on a container's filesystem")
-    p.add_argument("container")
-    a = p.parse_args(argv)
-    for ch in client().json("GET", f"/containers/{a.container}/changes") or []:
-        print(f"{'CAD'[ch['Kind']]} {ch['Path']}")
-    return 0
-
-
-def cmd_commit(argv: list[str]) -> int:
-    p = parser("commit", "Create a new image from a container's changes")
-    p.add_argument("-a", "--author", default="")
-    p.add_argument("-m", "--message", default="")
-    p.add_argument("-c", "--change", action="append", default=[])
-    p.add_argument("-p", "--pause", default="true")
-    p.add_argument("container")
-    p.add_argument("reference", nargs="?")
-    a = p.parse_args(argv)
-    params: dict[str, Any] = {"container": a.container, "author": a.author, "comment": a.message}
-    if a.change:
-        params["changes"] = a.change
-    if a.reference:
-        from kapal.image.reference import parse
-
-        ref = parse(a.reference)
-        params["repo"], params["tag"] = ref.name, ref.tag or "latest"
-    print(client().json("POST", "/commit", params)["Id"])
-    return 0
-
-
-def cmd_export(argv: list[str]) -> int:
-    p = parser("export", "Export a container's filesystem as a tar archive")
-    p.add_argument("-o", "--output", default=None)
-    p.add_argument("container")
-    a = p.parse_args(argv)
-    if a.output is None and sys.stdout.isatty():
-        raise UsageError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-    resp = client().request("GET", f"/containers/{a.container}/export")
-    out = open(a.output, "wb") if a.output else sys.stdout.buffer
+    tpl = Template(a.format) if a.format else None
+    buf = b""
     try:
-        while chunk := resp.read(1 << 20):
-            out.write(chunk)
+        while True:
+            chunk = resp.read1(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                if tpl is not None:
+                    print(tpl.render(ev), flush=True)
+                    continue
+                when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ev["timeNano"] // 1_000_000_000))
+                attrs = ", ".join(f"{k}={v}" for k, v in sorted((ev["Actor"].get("Attributes") or {}).items()))
+                print(f"{when}.{ev['timeNano'] % 1_000_000_000:09d}Z {ev['Type']} {ev['Action']} "
+                      f"{ev['Actor']['ID']}" + (f" ({attrs})" if attrs else ""), flush=True)
+    except KeyboardInterrupt:
+        pass
     finally:
-        if a.output:
-            out.close()
-        else:
-            out.flush()
+        resp.close()
     return 0
+
+
+def cmd_network(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("Usage: kapal network COMMAND\n\nManage networks\n\nCommands:\n  inspect  Display detailed "
+              "information on one or more networks\n  ls       List networks")
+        return 0 if argv else 125
+    sub, rest = argv[0], argv[1:]
+    c = client()
+    if sub in ("ls", "list"):
+        p = parser("network ls", "List networks")
+        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("--no-trunc", action="store_true")
+        p.add_argument("--format", default=None)
+        a = p.parse_args(rest)
+        nets = c.json("GET", "/networks")
+        rows = [{"ID": n["Id"] if a.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+                 "Scope": n["Scope"]} for n in nets]
+        if a.quiet:
+            print("\n".join(r["ID"] for r in rows))
+        elif a.format:
+            print(render_format(a.format, rows, {"ID": "NETWORK ID"}))
+        else:
+            print(table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+                        [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows]))
+        return 0
+    if sub == "inspect":
+        p = parser("network inspect", "Display detailed information on one or more networks")
+        p.add_argument("-f", "--format", default=None)
+        p.add_argument("names", nargs="+")
+        a = p.parse_args(rest)
+        nets = [c.json("GET", f"/networks/{n}") for n in a.names]
+        print(render_format(a.format, nets) if a.format else json.dumps(nets, indent=4))
+        return 0
+    raise UsageError(f"'{sub}' is not supported: kapal has the networks bridge, host and none (ls, inspect)")
 
 
 # ------------------------------------------------------------------ dispatch
@@ -985,24 +783,45 @@ VERBS: dict[str, tuple[Callable[[list[str]], int], int]] = {
     "import": (cmd_import, 1),
     "inspect": (cmd_inspect, 1),
     "volume": (cmd_volume, 1),
-    "run": (cmd_run, EXIT_DAEMON_ERROR),
-    "create": (cmd_create, EXIT_DAEMON_ERROR),
-    "start": (cmd_start, 1),
-    "stop": (cmd_stop, 1),
-    "kill": (cmd_kill, 1),
-    "rm": (cmd_rm, 1),
-    "wait": (cmd_wait, 1),
-    "ps": (cmd_ps, 1),
-    "logs": (cmd_logs, 1),
-    "diff": (cmd_diff, 1),
-    "commit": (cmd_commit, 1),
-    "export": (cmd_export, 1),
+    "system": (cmd_system, 1),
+    "info": (cmd_info, 1),
+    "events": (cmd_events, 1),
+    "network": (cmd_network, 1),
+}
+# container verbs live in docker_containers (imported when one of them runs)
+CONTAINER_VERBS = {
+    "run": EXIT_DAEMON_ERROR,
+    "create": EXIT_DAEMON_ERROR,
+    "start": 1,
+    "stop": 1,
+    "restart": 1,
+    "kill": 1,
+    "pause": 1,
+    "unpause": 1,
+    "rm": 1,
+    "rename": 1,
+    "wait": 1,
+    "ps": 1,
+    "logs": 1,
+    "exec": 1,
+    "attach": 1,
+    "top": 1,
+    "stats": 1,
+    "port": 1,
+    "diff": 1,
+    "commit": 1,
+    "export": 1,
+    "cp": 1,
 }
 
 
 def main(argv: list[str]) -> int:
     verb, rest = argv[0], argv[1:]
     entry = VERBS.get(verb)
+    if entry is None and verb in CONTAINER_VERBS:
+        from . import docker_containers
+
+        entry = (getattr(docker_containers, f"cmd_{verb}"), CONTAINER_VERBS[verb])
     if entry is None:
         return die(f"kapal: '{verb}' is not implemented yet", EXIT_DAEMON_ERROR)
     fn, daemon_exit = entry

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from kapal.errors import Conflict, FailedPrecondition, Invalid, KapalError, NotFound
 
 from . import hostconfig
-from .ocispec import merge_env, resolve_command, resolve_user
+from .ocispec import CommandNotFound, merge_env, resolve_command, resolve_user
 from .runtimes import become_subreaper
 
 if TYPE_CHECKING:
@@ -154,7 +154,9 @@ class ExecManager:
         tty = bool(cfg.get("Tty")) if tty is None else tty
         try:
             self._launch(session, c, cfg, tty, detach, console_size or cfg.get("ConsoleSize"), on_data, on_close)
-        except BaseException:
+        except BaseException as e:
+            # as docker exec reports it: 127 when the command is not there, 126 when it cannot run
+            session.exit_code = 127 if isinstance(e, CommandNotFound) else 126
             session.done.set()
             on_close()
             raise

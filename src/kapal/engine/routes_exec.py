@@ -50,14 +50,20 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
             lambda data: session.send_stdin(data), session.close_stdin,
             parse_detach_keys(keys) if keys else None, request.app[EXECUTOR_KEY],
         )
-    await in_thread(
-        request,
-        lambda: execs.start(exec_id, tty=tty, console_size=console_size, on_data=on_data, on_close=on_close),
-    )
+    # the 101 goes out before the process starts, as with dockerd: a client that reads the response head
+    # through a buffered reader (docker-py) would otherwise swallow the first output with it
     if forwarder is not None:
         await stream.open(forwarder.data, forwarder.eof)
     else:
         await stream.open(lambda _d: None, lambda: None)
+    try:
+        await in_thread(
+            request,
+            lambda: execs.start(exec_id, tty=tty, console_size=console_size, on_data=on_data, on_close=on_close),
+        )
+    except Exception as e:
+        await stream.write(3, f"{e}\n".encode())  # stream 3: the CLI prints "error from daemon in stream"
+        return await stream.close()
     output = asyncio.ensure_future(pump(stream, queue))
     waits = {output}
     if forwarder is not None:
