@@ -15,13 +15,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from runtime_helpers import RUNTIME, leftover_cgroups
 
 from kapal.runtime.minimal_rootfs import busybox_rootfs
 from kapal.runtime.spec import default_spec
-
-ROOT = Path(__file__).resolve().parents[3]
-RUNTIME = ROOT / ".venv" / "bin" / "kapal-runtime"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +43,6 @@ class Bundle:
     @property
     def cgroup_path(self) -> str:
         return self.config["linux"]["cgroupsPath"]
-
-
-def leftover_cgroups(name: str) -> list[str]:
-    out = []
-    for hierarchy in CGROUP_ROOT.iterdir():
-        candidate = hierarchy / name.strip("/")
-        if candidate.is_dir():
-            out.append(str(candidate))
-    return out
 
 
 @pytest.fixture

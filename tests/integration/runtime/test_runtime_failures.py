@@ -6,8 +6,7 @@ import json
 import subprocess
 
 import pytest
-
-from conftest import leftover_cgroups
+from runtime_helpers import leftover_cgroups
 
 pytestmark = pytest.mark.root
 

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import RUNTIME
+from runtime_helpers import RUNTIME
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

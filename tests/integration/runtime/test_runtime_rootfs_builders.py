@@ -6,8 +6,7 @@ import os
 import subprocess
 
 import pytest
-
-from conftest import ROOT
+from runtime_helpers import ROOT
 
 KAPAL = ROOT / ".venv" / "bin" / "kapal"
 
