@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import pstats
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from harness import (
     client,
     create_pods,
     plain_pod,
+    profile_summary,
     start_cluster,
     wait_nodes,
 )
@@ -33,19 +33,6 @@ from kapal.kube.client.kinds import NAMESPACES
 
 GOAL = 200.0  # pods/s for plain pods (issue 7)
 UPSTREAM = "upstream kube-scheduler: roughly 300-700 pods/s at 5,000 nodes on big machines"
-
-
-def profile_summary(path: Path, top: int = 14) -> str:
-    if not path.exists():
-        return "  (no profile written)"
-    import io
-
-    out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    stats.sort_stats("tottime").print_stats(top)
-    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
-    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
-    return "\n".join("  " + ln for ln in lines[start:start + top + 1])
 
 
 async def phase(cluster, c, namespace: str, pods: list[dict], profile: Path | None, label: str) -> dict:

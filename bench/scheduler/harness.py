@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pstats
 import signal
 import subprocess
 import sys
@@ -150,3 +151,16 @@ def percentile(values: list[float], p: float) -> float:
         return 0.0
     s = sorted(values)
     return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def profile_summary(path: Path, top: int = 14) -> str:
+    if not path.exists():
+        return "  (no profile written)"
+    import io
+
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
+    return "\n".join("  " + ln for ln in lines[start:start + top + 1])

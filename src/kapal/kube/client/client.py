@@ -28,6 +28,8 @@ from kapal.kube.meta.resources import ResourceType
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 32
+
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
@@ -74,6 +76,7 @@ class ApiClient:
         self.config = config
         self._connector = connector
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._headers = {"User-Agent": config.user_agent, "Accept": "application/json"}
         if config.token:
             self._headers["Authorization"] = f"Bearer {config.token}"
@@ -84,26 +87,40 @@ class ApiClient:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """Requests share a bounded pool of keep-alive connections (HTTP/1.1 has no multiplexing: a burst of
+        500 creates must not open 500 TLS connections)."""
         if self._session is None or self._session.closed:
-            owner = self._connector is None
-            connector = self._connector or aiohttp.TCPConnector(
-                ssl=self.config.ssl_context if self.config.ssl_context is not None else False, limit=0,
-                keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(
-                base_url=None, connector=connector, connector_owner=owner, headers=self._headers,
-                json_serialize=json.dumps, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            self._session = self._new_session(self._connector, MAX_CONNECTIONS)
         return self._session
+
+    @property
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Watches hold their connection for minutes: their own unbounded pool, so they never starve requests."""
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = self._new_session(None, 0)
+        return self._watch_session
+
+    def _new_session(self, connector: aiohttp.BaseConnector | None, limit: int) -> aiohttp.ClientSession:
+        owner = connector is None
+        connector = connector or aiohttp.TCPConnector(
+            ssl=self.config.ssl_context if self.config.ssl_context is not None else False, limit=limit,
+            keepalive_timeout=60)
+        return aiohttp.ClientSession(
+            base_url=None, connector=connector, connector_owner=owner, headers=self._headers,
+            json_serialize=json.dumps, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
     def set_token(self, token: str) -> None:
         """Swap the bearer token (refreshed service-account tokens); later requests use the new one."""
         self._headers["Authorization"] = f"Bearer {token}"
-        if self._session is not None:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                session.headers["Authorization"] = f"Bearer {token}"
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+        self._session = self._watch_session = None
 
     # --- the one request path -------------------------------------------------------------------------------------
 
@@ -209,7 +226,7 @@ class ApiClient:
             await self._bucket.wait()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=timeout_seconds + 90)
         try:
-            async with self.session.get(self.config.server + r.path(namespace), params=_query(params),
+            async with self.watch_session.get(self.config.server + r.path(namespace), params=_query(params),
                                         timeout=timeout, **self._extra) as resp:
                 if resp.status >= 400:
                     raise error_from_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))

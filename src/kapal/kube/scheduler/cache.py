@@ -33,6 +33,7 @@ class SchedulerCache:
         self.term_index: OrderedDict[tuple[Any, ...], tuple[AffinityTerm, Counter[tuple[str, str]]]] = OrderedDict()
         self.unschedulable_nodes = 0
         self.tainted_nodes = 0  # nodes with NoSchedule or NoExecute taints
+        self.label_nodes: dict[tuple[str, str], set[str]] = {}  # (label, value) -> nodes carrying it
 
     # --- snapshot protocol ------------------------------------------------------------------------------------------
 
@@ -79,6 +80,15 @@ class SchedulerCache:
         return info, changed
 
     def _count_node(self, info: NodeInfo, sign: int) -> None:
+        for pair in info.labels.items():
+            if sign > 0:
+                self.label_nodes.setdefault(pair, set()).add(info.name)
+            else:
+                names = self.label_nodes.get(pair)
+                if names is not None:
+                    names.discard(info.name)
+                    if not names:
+                        del self.label_nodes[pair]
         if info.unschedulable:
             self.unschedulable_nodes += sign
         if any(t.get("effect") in ("NoSchedule", "NoExecute") for t in info.taints):
@@ -208,6 +218,15 @@ class SchedulerCache:
             counter[pair] += sign
             if counter[pair] <= 0:
                 del counter[pair]
+
+    def nodes_in(self, pairs: Any) -> set[str]:
+        """Names of the nodes in any of these topology domains ((label, value) pairs)."""
+        out: set[str] = set()
+        for pair in pairs:
+            names = self.label_nodes.get(pair)
+            if names:
+                out |= names
+        return out
 
     def term_counts(self, term: AffinityTerm) -> Counter[tuple[str, str]]:
         """How many counted pods the term selects, per topology pair (topologyKey, node's value). Built once per

@@ -165,6 +165,9 @@ class Scheduler:
             for n in nodes:
                 if n.name not in wanted:
                     statuses[n.name] = NodeAffinity.mismatch
+        excluded = state.data.get("InterPodAffinity/excluded")
+        if excluded:
+            candidates = [n for n in candidates if n.name not in excluded]
         active = [f for f in self.filters if f.name not in state.skip_filters]
         filters = [f.filter for f in active]
         n = len(candidates)
@@ -199,6 +202,17 @@ class Scheduler:
         if only is None:
             self._next_start = (start + processed) % max(n, 1)
         if not feasible:
+            if excluded:
+                # the nodes skipped up front get their reasons from the full filter chain, in upstream's order
+                state.skip_filters.discard("InterPodAffinity")
+                chain = [f.filter for f in self.filters if f.name not in state.skip_filters]
+                for node in nodes:
+                    if node.name in excluded:
+                        for fn in chain:
+                            st = fn(state, p, node)
+                            if st is not None:
+                                statuses[node.name] = st
+                                break
             raise FitError(fit_error_message(len(nodes), statuses), statuses, state)
         if len(feasible) == 1:
             return ScheduleResult(feasible[0].name, evaluated=processed, feasible=1)

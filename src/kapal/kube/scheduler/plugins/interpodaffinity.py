@@ -50,6 +50,12 @@ class InterPodAffinity:
         self_match = bool(pod.affinity) and all(not c for c in affinity) and all(
             t.matches(pod, ns_labels) for t in pod.affinity)
         state.data[self.name] = (existing, anti, affinity, self_match)
+        if not pod.affinity:
+            # Anti-affinity only: the nodes it rules out are known up front, the others need no check.
+            pairs = [pair for counts in anti for pair, n in counts.items() if n > 0]
+            pairs += [pair for pair, n in existing.items() if n > 0]
+            state.data[self.name + "/excluded"] = cache.nodes_in(pairs)
+            state.skip_filters.add(self.name)
         return None
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
