@@ -77,7 +77,7 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             entry["shortNames"] = list(r.short_names)
         if r.categories:
             entry["categories"] = list(r.categories)
-        if r.kind not in resources.REVIEW_KINDS:
+        if r.kind not in resources.REVIEW_KINDS and r.group not in resources.COMPUTED_GROUPS:
             entry["storageVersionHash"] = _storage_version_hash(r)
         out.append(entry)
         for sub in sorted(r.subresources):

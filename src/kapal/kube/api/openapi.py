@@ -141,7 +141,8 @@ def _operations(group: str, version: str) -> dict[str, PathItem]:
     prefix = _prefix(group, version)
     gv = _group_camel(group) + version[:1].upper() + version[1:]
     for r in registry.by_group_version(group, version):
-        _resource_operations(r, prefix, gv, out)
+        if r.group not in registry.COMPUTED_GROUPS:  # their schemas are not among the published ones
+            _resource_operations(r, prefix, gv, out)
     return dict(sorted(out.items()))
 
 

@@ -27,7 +27,7 @@ from kapal.kube.api.context import ApiContext
 from kapal.kube.api.requestinfo import RequestInfo
 from kapal.kube.api.status import Cause
 from kapal.kube.api.store import resource_version
-from kapal.kube.meta.resources import RESOURCES, REVIEW_KINDS, ResourceType
+from kapal.kube.meta.resources import COMPUTED_GROUPS, RESOURCES, REVIEW_KINDS, ResourceType
 from kapal.kube.meta.selectors import parse_field_selector, parse_label_selector
 from kapal.kube.storage import Compacted
 
@@ -701,6 +701,10 @@ class Rest:
     async def handle(self, request: web.Request, info: RequestInfo, user: UserInfo) -> web.StreamResponse:
         r = info.resource
         assert r is not None
+        if r.group in COMPUTED_GROUPS:
+            from kapal.kube.api import resourcemetrics
+
+            return await resourcemetrics.handle(self, request, info, user)
         if info.subresource:
             from kapal.kube.api import subresources
 

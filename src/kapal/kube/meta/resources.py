@@ -185,12 +185,18 @@ RESOURCES: tuple[ResourceType, ...] = (
     _r("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
        verbs=CREATE_ONLY),
     _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False, verbs=CREATE_ONLY),
+    # metrics.k8s.io/v1beta1: resource usage the API server reads from the kubelets, never stored.
+    _r("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list")),
+    _r("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", verbs=("get", "list")),
 )
 
 # Kinds that are requests, answered and never stored.
 REVIEW_KINDS = frozenset(
     r.kind for r in RESOURCES if r.group in ("authentication.k8s.io", "authorization.k8s.io")
 ) | {"Binding"}
+
+# Groups whose objects are computed on request, never stored (no storage key, no watch cache).
+COMPUTED_GROUPS = frozenset({"metrics.k8s.io"})
 
 # The version each group prefers (first in discovery).
 PREFERRED_VERSION = {"autoscaling": "v2"}
