@@ -17,7 +17,7 @@ CRONJOB_CLOCK_SPEED = "30"
 def plane():
     tmp = Path(tempfile.mkdtemp(prefix="kapal-controlplane-"))
     p = start_control_plane(tmp, kcm_args=("--cronjob-clock-speed", CRONJOB_CLOCK_SPEED, "--allocate-node-cidrs",
-                                           "--cluster-cidr", "10.244.0.0/16"))
+                                           "--cluster-cidr", "10.244.0.0/16"), kcm_keys=True)
     try:
         yield p
     finally:

@@ -105,12 +105,19 @@ class ControlPlane:
 
 
 def start_control_plane(tmp: Path, *, nodes: int = 3, kcm: bool = True, kcm_args: tuple[str, ...] = (),
-                        kcm_env: dict[str, str] | None = None) -> ControlPlane:
+                        kcm_env: dict[str, str] | None = None, kcm_keys: bool = False) -> ControlPlane:
+    """`kcm_keys`: give the controller manager the cluster CA and service-account key, as kubeadm does
+    (CSR signing, legacy token secrets)."""
     api = start_apiserver(tmp / "data")
     plane = ControlPlane(tmp, api,
                          component_kubeconfig(api, "system:kube-controller-manager", [], tmp / "kcm.kubeconfig"),
                          component_kubeconfig(api, "system:kube-scheduler", [], tmp / "scheduler.kubeconfig"))
     try:
+        if kcm_keys:
+            pki = api.data_dir / "pki"
+            kcm_args = (*kcm_args, "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file",
+                        str(pki / "ca.key"), "--service-account-private-key-file", str(pki / "sa.key"),
+                        "--root-ca-file", str(pki / "ca.crt"))
         if kcm:
             plane.start_controller_manager("kcm", *kcm_args, env=kcm_env)
         plane.start_scheduler()

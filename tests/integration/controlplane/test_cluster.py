@@ -205,3 +205,77 @@ def test_pod_anti_affinity_spreads_and_refuses(kubectl: Kubectl, namespace: str)
                                             f"involvedObject.name={pending['metadata']['name']}")["items"]
                if e["reason"] == "FailedScheduling")
     assert msg.startswith("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."), msg
+
+
+def test_hollow_containers_exit_and_restart_as_the_policy_says(kubectl: Kubectl, namespace: str):
+    k, ns = kubectl, namespace
+
+    def make(name: str, policy: str, exit_spec: str) -> None:
+        k("-n", ns, "apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "annotations": {"kapal.dev/hollow-exit": exit_spec}},
+            "spec": {"restartPolicy": policy, "containers": [{"name": "c", "image": "busybox"}]}}))
+
+    make("done", "Never", "0")
+    make("broken", "Never", "0:3")
+    make("crashy", "Always", "0:1")
+    wait_for(lambda: k.json("-n", ns, "get", "pod", "done")["status"].get("phase") == "Succeeded", 20, "Succeeded")
+    wait_for(lambda: k.json("-n", ns, "get", "pod", "broken")["status"].get("phase") == "Failed", 20, "Failed")
+    broken = k.json("-n", ns, "get", "pod", "broken")["status"]["containerStatuses"][0]
+    assert broken["state"]["terminated"]["exitCode"] == 3 and broken["state"]["terminated"]["reason"] == "Error"
+
+    def crash_looping() -> bool:
+        status = k.json("-n", ns, "get", "pod", "crashy")["status"]
+        c = (status.get("containerStatuses") or [{}])[0]
+        return status.get("phase") == "Running" and c.get("restartCount", 0) >= 1 and \
+            (c.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+
+    wait_for(crash_looping, 20, "CrashLoopBackOff after the first exit")
+    assert "CrashLoopBackOff" in k.out("-n", ns, "get", "pod", "crashy")
+    k("-n", ns, "delete", "pod", "crashy", "--timeout=20s")
+
+
+def test_kubelet_client_csr_is_approved_and_signed(kubectl: Kubectl, unique: str):
+    """TLS bootstrap's server side: a kubelet client CSR from someone allowed to ask for one is auto-approved
+    (csrapproving, through a SubjectAccessReview) and signed with the cluster CA (csrsigning)."""
+    import base64
+
+    from kapal.kube import pki
+
+    csr_pem, _key = pki.new_csr(f"system:node:{unique}", organizations=["system:nodes"])
+    k = kubectl
+    k("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": unique},
+        "spec": {"request": base64.b64encode(csr_pem).decode(), "signerName":
+                 "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "client auth"]}}))
+    try:
+        wait_for(lambda: k.json("get", "csr", unique).get("status", {}).get("certificate"), 20,
+                 "the CSR to be approved and signed")
+        csr = k.json("get", "csr", unique)
+        approved = {c["type"]: c for c in csr["status"]["conditions"]}["Approved"]
+        assert approved["reason"] == "AutoApproved"
+        from cryptography import x509
+
+        cert = x509.load_pem_x509_certificate(base64.b64decode(csr["status"]["certificate"]))
+        assert pki.common_name(cert) == f"system:node:{unique}" and pki.organizations(cert) == ("system:nodes",)
+        assert "Approved,Issued" in k.out("get", "csr", unique)
+    finally:
+        k("delete", "csr", unique, check=False)
+
+
+def test_legacy_service_account_token_secret(kubectl: Kubectl, namespace: str):
+    k, ns = kubectl, namespace
+    k("-n", ns, "create", "serviceaccount", "robot")
+    k("-n", ns, "apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": "robot-token", "annotations": {"kubernetes.io/service-account.name": "robot"}}}))
+    wait_for(lambda: k.json("-n", ns, "get", "secret", "robot-token").get("data", {}).get("token"), 20,
+             "the token controller to fill the secret")
+    import base64
+
+    token = base64.b64decode(k.json("-n", ns, "get", "secret", "robot-token")["data"]["token"]).decode()
+    who = k("auth", "whoami", "--token", token, "-o", "json", check=False)
+    if who.returncode == 0:
+        assert json.loads(who.stdout)["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:robot"
+    denied = k("-n", ns, "get", "pods", "--token", token, check=False)
+    assert "Forbidden" in denied.stderr or "forbidden" in denied.stderr, denied.stderr

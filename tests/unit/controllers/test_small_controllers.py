@@ -193,3 +193,20 @@ def test_controllers_without_their_keys_are_skipped():
     assert "--cluster-signing-cert-file" in reasons["certificatesigningrequest-signing-controller"]
     assert reasons["node-ipam-controller"] == "--allocate-node-cidrs and --cluster-cidr not set"
     assert reasons["deployment-controller"] is None
+
+
+# --- node lifecycle -----------------------------------------------------------------------------------------------
+
+def test_node_heartbeat_and_taints():
+    from kapal.kube.controllers.nodelifecycle import NOT_READY, UNREACHABLE, heartbeat, wanted_taints
+
+    n = {"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01T00:01:00Z"}]}}
+    lease = {"spec": {"renewTime": "2026-01-01T00:05:00.000000Z"}}
+    assert heartbeat(n, lease) == dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC)
+    assert heartbeat(n, None) == dt.datetime(2026, 1, 1, 0, 1, tzinfo=dt.UTC)
+    assert wanted_taints(n) == []
+    n["status"]["conditions"][0]["status"] = "Unknown"
+    assert {t["key"] for t in wanted_taints(n)} == {UNREACHABLE}
+    n["status"]["conditions"][0]["status"] = "False"
+    assert [(t["key"], t["effect"]) for t in wanted_taints(n)] == [(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")]
