@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import sys
@@ -45,6 +46,9 @@ def _parser(verb: str) -> argparse.ArgumentParser:
     p.add_argument("--service-cidr", default=SERVICE_CIDR, help=f"Service ClusterIP range (default {SERVICE_CIDR})")
     p.add_argument("--cluster-dns", default="", help="DNS server IP given to pods (default: none yet)")
     p.add_argument("--pod-bridge-name", default="kapal-cni0", help="Linux bridge for pods (default kapal-cni0)")
+    p.add_argument("--cgroup-root", default="/", help="cgroup under which kubepods lives (default /)")
+    p.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
+                   help="extra flag for `kapal engine` (repeatable), e.g. --engine-arg=--bip=10.89.0.1/16")
     p.add_argument("--no-kubeconfig", action="store_true", help="do not merge the context into ~/.kube/config")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
     return p
@@ -165,8 +169,9 @@ def _remove_context(layout: Layout) -> None:
 class EngineChild:
     """The engine as a supervised child process; it dies with us (PDEATHSIG), its containers do not."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, extra: list[str]) -> None:
         self.layout = layout
+        self.extra = extra
         self.proc = None
         self.restarts = 0
 
@@ -187,7 +192,7 @@ class EngineChild:
 
         self.proc = await asyncio.create_subprocess_exec(
             *_kapal_command(), "engine", "--data-root", str(self.layout.path("engine")), "-H",
-            self.layout.docker_host, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
+            self.layout.docker_host, *self.extra, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent)
         log.close()
         self.layout.path("engine.pid").write_text(str(self.proc.pid))
@@ -312,6 +317,7 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     kubelet_config = KubeletConfig(
         node_name=node, root_dir=layout.path("kubelet"), pod_manifest_path=layout.path("manifests"),
         container_runtime_endpoint=layout.docker_host, port=args.kubelet_port, anonymous_auth=False,
+        cgroup_root=args.cgroup_root,
         authentication_token_webhook=True, authorization_mode="Webhook", client_ca_file=layout.path("pki", "ca.crt"),
         cluster_dns=[s for s in args.cluster_dns.split(",") if s], pod_bridge=args.pod_bridge_name,
         non_masquerade_cidr=args.pod_network_cidr)
@@ -320,7 +326,9 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    engine = EngineChild(layout)
+    layout.path("up.json").write_text(json.dumps({"node": node, "cgroup_root": args.cgroup_root,
+                                                  "pod_bridge": args.pod_bridge_name, "engine_args": args.engine_arg}))
+    engine = EngineChild(layout, args.engine_arg)
     await engine.start()
     server = await serve(ApiServerConfig(
         data_dir=layout.dir, secure_port=args.secure_port, storage=f"sqlite://{layout.path('db', 'state.db')}",
@@ -446,6 +454,18 @@ def _engine_answers(host: str) -> bool:
         return False
 
 
+def _engine_cleanup(layout: Layout, engine_args: list[str]) -> list[str]:
+    """`kapal engine --cleanup`: the engine's bridge, rules and mounts (when this engine has the flag)."""
+    import subprocess
+
+    proc = subprocess.run([*_kapal_command(), "engine", "--data-root", str(layout.path("engine")), "-H",
+                           layout.docker_host, *engine_args, "--cleanup"], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode == 0 or "unrecognized arguments: --cleanup" in proc.stderr:
+        return []
+    return [f"engine cleanup: {proc.stderr.strip() or proc.returncode}"]
+
+
 def down(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -453,6 +473,10 @@ def down(args: argparse.Namespace) -> int:
     if not layout.dir.exists():
         print(f"kapal down: nothing to do ({layout.dir} does not exist)", file=sys.stderr)
         return 0
+    try:
+        settings = json.loads(layout.path("up.json").read_text())
+    except (FileNotFoundError, ValueError):
+        settings = {}
     pid = _read_pid(layout.path("kapal-up.pid"))
     if pid is not None and "up" in _cmdline(pid):
         print(f"kapal down: stopping kapal up (pid {pid})", file=sys.stderr)
@@ -466,7 +490,8 @@ def down(args: argparse.Namespace) -> int:
             layout.path("logs").mkdir(parents=True, exist_ok=True)
             log = open(layout.path("logs", "engine.log"), "ab")
             own_engine = subprocess.Popen([*_kapal_command(), "engine", "--data-root", str(layout.path("engine")),
-                                           "-H", layout.docker_host], stdout=log, stderr=log)
+                                           "-H", layout.docker_host, *settings.get("engine_args", [])],
+                                          stdout=log, stderr=log)
             log.close()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not _engine_answers(layout.docker_host):
@@ -485,17 +510,9 @@ def down(args: argparse.Namespace) -> int:
         layout.path("engine.pid").unlink()
     from kapal.kube.kubelet.teardown import teardown_node
 
-    problems = teardown_node(layout.path("kubelet"))
-    try:
-        from kapal.engine import daemon
-
-        teardown = getattr(daemon, "teardown", None)
-        if teardown is not None:
-            from kapal.engine.config import EngineConfig
-
-            teardown(EngineConfig(data_root=layout.path("engine"), host=layout.docker_host))
-    except Exception as e:  # the engine's own cleanup is best effort here; report it
-        problems.append(f"engine: {e}")
+    problems = teardown_node(layout.path("kubelet"), cgroup_root=settings.get("cgroup_root", "/"),
+                             bridge=settings.get("pod_bridge", "kapal-cni0"))
+    problems += _engine_cleanup(layout, settings.get("engine_args", []))
     with contextlib.suppress(FileNotFoundError):
         layout.socket.unlink()
     print(f"kapal down: removed {removed} container(s) and the node's pods, network and cgroups", file=sys.stderr)

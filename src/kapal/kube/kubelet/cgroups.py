@@ -112,10 +112,12 @@ class PodCgroups:
         return out
 
     def teardown(self) -> None:
-        """Remove the whole tree once it holds no pods (kapal down)."""
-        for uid in list(self.pods()):
-            self.destroy(uid)
+        """Remove the kubepods tree once it holds no pod cgroups (kapal down); other kubelets' pods stay."""
         for qos in (BURSTABLE, BEST_EFFORT, GUARANTEED):
             path = self.path(_QOS_DIRS[qos])
-            if manager_for(path).exists():
-                self._destroy_tree(path)
+            m = manager_for(path)
+            if m.exists() and not [c for c in self._children(path) if c.startswith("pod")] and not m.pids():
+                try:
+                    m.destroy()
+                except (KapalError, OSError) as e:
+                    log.info("kubepods cgroup %s stays: %s", path, e)

@@ -398,8 +398,7 @@ class Kubelet:
                         await self.engine.stop_container(rec.id, 2)
                     await self.engine.remove_container(rec.id)
                 self.cache.forget(rec.id)
-        on_disk = set(await asyncio.to_thread(self.sandboxes.known)) | set(
-            await asyncio.to_thread(lambda: set(self.cgroups.pods())))
+        on_disk = set(await asyncio.to_thread(self.sandboxes.known))  # never other kubelets' cgroups
         for uid in on_disk - known - self.cache.pod_uids():
             log.info("cleaning up after pod %s (no longer known)", uid)
             await self.cleanup_pod(uid, None)

@@ -326,10 +326,16 @@ async def open_streams(request: web.Request, opts: StreamOptions) -> CommandStre
 
 async def pump(streams: CommandStreams, engine_stream: EngineStream, opts: StreamOptions,
                resize: Callable[[int, int], Awaitable[None]] | None,
-               exit_code: Callable[[], Awaitable[int | None]], command: list[str] | None) -> None:
-    """Copy stdin to the process and its output to the client until it ends; then the exit Status."""
+               exit_code: Callable[[], Awaitable[int | None]], command: list[str] | None,
+               started: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Copy stdin to the process and its output to the client until it ends; then the exit Status.
+
+    `started` (exec) returns once the process runs: stdin is held back until then, so an engine that has no
+    pipe yet cannot lose the first bytes or an early EOF."""
 
     async def to_process() -> None:
+        if started is not None:
+            await started()
         while True:
             data = await streams.read_stdin()
             if not data:

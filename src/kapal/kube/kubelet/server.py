@@ -365,7 +365,14 @@ class KubeletServer:
             async def resize(h: int, wd: int) -> None:
                 await engine.exec_resize(exec_id, h, wd)
 
-            await pump(streams, engine_stream, opts, resize if opts.tty else None, exit_code, command)
+            async def started() -> None:
+                for _ in range(100):
+                    info = await engine.exec_inspect(exec_id)
+                    if info.get("Running") or info.get("Pid") or info.get("ExitCode") is not None:
+                        return
+                    await asyncio.sleep(0.01)
+
+            await pump(streams, engine_stream, opts, resize if opts.tty else None, exit_code, command, started)
             return streams.response or web.Response()
         streams = await open_streams(request, opts)
         try:

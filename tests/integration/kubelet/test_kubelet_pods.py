@@ -1,0 +1,321 @@
+"""Real pods on this machine through `kapal up`, driven by kubectl 1.27 and 1.33 and the Python client.
+
+One cluster for the module; each test makes its own pods. The last test checks `kapal down` leaves nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from kubelet_harness import IMAGE, UpCluster, kubectl_binary
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+SECRET_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: sec}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["sh", "-c", "echo USER=$USER MODE=$MODE; sleep 3600"]
+    env:
+    - name: USER
+      valueFrom: {secretKeyRef: {name: creds, key: user}}
+    envFrom:
+    - configMapRef: {name: settings}
+    volumeMounts: [{name: s, mountPath: /etc/creds, readOnly: true}]
+  volumes:
+  - name: s
+    secret: {secretName: creds, defaultMode: 0400}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = UpCluster(tmp_path_factory.mktemp("kubelet-pods"))
+    c.stopped = False  # type: ignore[attr-defined]
+    try:
+        c.start()
+        c.import_busybox()
+        why = c.engine_supports_pods()
+        if why:
+            pytest.skip(why)
+        yield c
+    finally:
+        if not c.stopped:  # type: ignore[attr-defined]
+            c.stop()
+
+
+def _apply(cluster: UpCluster, manifest: str) -> None:
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+
+
+def _running(cluster: UpCluster, name: str) -> dict:
+    def check():
+        pod = cluster.get("pod", name)
+        st = pod["status"]
+        return pod if st.get("phase") == "Running" and all(
+            c.get("ready") for c in st.get("containerStatuses") or [{}]) else None
+    return cluster.wait_for(f"pod {name} running", check)
+
+
+def test_run_and_logs(cluster):
+    cluster.kubectl("run", "t", f"--image={IMAGE}", "--restart=Never", "--", "cat", "/etc/hostname")
+    cluster.wait_for("pod t succeeded", lambda: cluster.pod_phase("t") == "Succeeded")
+    assert cluster.kubectl("logs", "t").stdout == "t\n"
+    pod = cluster.get("pod", "t")
+    st = pod["status"]
+    term = st["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "Completed" and term["exitCode"] == 0
+    assert st["containerStatuses"][0]["containerID"].startswith("kapal://")
+    assert st["hostIP"] == cluster.get("node", cluster.node)["status"]["addresses"][0]["address"] != "127.0.0.1"
+    assert st["qosClass"] == "BestEffort" and st["podIP"].startswith(cluster.pod_range.split(".0.0/")[0])
+    assert {c["type"] for c in st["conditions"]} >= {"PodScheduled", "Initialized", "ContainersReady", "Ready",
+                                                     "PodReadyToStartContainers"}
+    cluster.kubectl("delete", "pod", "t", "--wait=true")
+
+
+def test_httpd_pod_answers_at_its_ip_and_streams(cluster, tmp_path):
+    _apply(cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: httpd
+    image: bar/busybox:1
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports: [{containerPort: 80, name: http}]
+    readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+""")
+    pod = _running(cluster, "web")
+    ip = pod["status"]["podIP"]
+    assert urllib.request.urlopen(f"http://{ip}/", timeout=5).read() == b"hello from a pod\n"
+    # exec: 1.33 over WebSocket (v5), 1.27 over SPDY/3.1, exit codes and stdin
+    for version in ("1.33", "1.27"):
+        r = cluster.kubectl("exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3", version=version,
+                            check=False)
+        assert (r.returncode, r.stdout) == (3, "out\n") and "err" in r.stderr, (version, r)
+        r = cluster.kubectl("exec", "-i", "web", "--", "tr", "a-z", "A-Z", version=version, input="shout\n")
+        assert r.stdout == "SHOUT\n"
+    # kubectl cp both ways (tar over exec)
+    src = tmp_path / "up.txt"
+    src.write_text("copied in\n")
+    cluster.kubectl("cp", str(src), "web:/tmp/up.txt")
+    assert cluster.kubectl("exec", "web", "--", "cat", "/tmp/up.txt").stdout == "copied in\n"
+    cluster.kubectl("cp", "web:/www/index.html", str(tmp_path / "down.txt"), version="1.27")
+    assert (tmp_path / "down.txt").read_text() == "hello from a pod\n"
+    # port-forward on 127.0.0.1: SPDY over WebSocket (1.33) and plain SPDY (1.27)
+    for version in ("1.33", "1.27"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        pf = subprocess.Popen([str(kubectl_binary(version)), "--kubeconfig", str(cluster.admin), "port-forward",
+                               "pod/web", f"{port}:80"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=cluster.env, text=True)
+        try:
+            assert "Forwarding from 127.0.0.1" in pf.stdout.readline()
+            for _ in range(2):
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == \
+                    b"hello from a pod\n"
+        finally:
+            os.kill(pf.pid, signal.SIGTERM)
+            pf.wait(10)
+
+
+def test_python_client_exec_and_logs(cluster):
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    _apply(cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: pyc}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bar/busybox:1, command: ["sh", "-c", "echo started; sleep 3600"]}
+""")
+    _running(cluster, "pyc")
+    core = client.CoreV1Api(config.new_client_from_config(str(cluster.admin)))
+    out = stream(core.connect_get_namespaced_pod_exec, "pyc", "default", command=["sh", "-c", "echo hi; id -u"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "hi\n0\n"
+    resp = stream(core.connect_get_namespaced_pod_exec, "pyc", "default", command=["sh", "-c", "exit 7"],
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    resp.run_forever(timeout=10)
+    assert resp.returncode == 7
+    assert core.read_namespaced_pod_log("pyc", "default") == "started\n"
+
+
+def test_secret_volume_env_and_updates(cluster):
+    cluster.kubectl("create", "secret", "generic", "creds", "--from-literal=user=admin", "--from-literal=pass=one")
+    cluster.kubectl("create", "configmap", "settings", "--from-literal=MODE=prod")
+    _apply(cluster, SECRET_POD)
+    _running(cluster, "sec")
+    assert cluster.kubectl("logs", "sec").stdout == "USER=admin MODE=prod\n"
+    ls = cluster.kubectl("exec", "sec", "--", "ls", "-L", "/etc/creds").stdout.split()
+    assert ls == ["pass", "user"]
+    assert cluster.kubectl("exec", "sec", "--", "cat", "/etc/creds/pass").stdout == "one"
+    mode = cluster.kubectl("exec", "sec", "--", "stat", "-L", "-c", "%a", "/etc/creds/user").stdout.strip()
+    assert mode == "400"
+    cluster.kubectl("patch", "secret", "creds", "-p", json.dumps({"data": {"pass": base64.b64encode(b"two").decode()}}))
+    started = time.monotonic()
+    cluster.wait_for("the secret's new value in the file", lambda: cluster.kubectl(
+        "exec", "sec", "--", "cat", "/etc/creds/pass").stdout == "two", timeout=60, interval=1)
+    assert time.monotonic() - started < 60
+
+
+def test_oomkilled_and_liveness_restart(cluster):
+    _apply(cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["sh", "-c", "head -c 300m /dev/zero | tail"]
+    resources: {limits: {memory: 32Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 3600"]
+    livenessProbe: {exec: {command: ["cat", "/tmp/nonexistent"]}, periodSeconds: 1, failureThreshold: 1}
+""")
+    cluster.wait_for("OOMKilled", lambda: cluster.container_state("oom").get("state", {}).get("terminated", {}).get(
+        "reason") == "OOMKilled")
+    assert cluster.container_state("oom")["state"]["terminated"]["exitCode"] == 137
+    assert cluster.get("pod", "oom")["status"]["qosClass"] == "Burstable"
+    cluster.wait_for("a liveness restart", lambda: cluster.container_state("live").get("restartCount", 0) >= 1)
+    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=live", "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"Unhealthy", "Killing"} <= reasons
+    cluster.kubectl("delete", "pod", "oom", "live", "--wait=true")
+
+
+def test_readiness_keeps_a_pod_out_of_endpoints(cluster):
+    _apply(cluster, """apiVersion: v1
+kind: Service
+metadata: {name: svc}
+spec:
+  selector: {app: gated}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gated, labels: {app: gated}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    readinessProbe: {httpGet: {path: /missing, port: 80}, periodSeconds: 1}
+""")
+    cluster.wait_for("pod gated running", lambda: cluster.pod_phase("gated") == "Running")
+    ip = cluster.get("pod", "gated")["status"].get("podIP")
+
+    def not_ready_address():
+        subsets = cluster.get("endpoints", "svc").get("subsets") or []
+        return subsets and [a["ip"] for a in subsets[0].get("notReadyAddresses") or []] == [ip] and not subsets[0].get(
+            "addresses")
+    cluster.wait_for("the pod listed as not ready", not_ready_address)
+    pod = cluster.get("pod", "gated")
+    ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert ready["Ready"] == "False" and ready["ContainersReady"] == "False"
+    cluster.kubectl("delete", "pod", "gated", "--wait=true")
+    cluster.kubectl("delete", "service", "svc")
+
+
+def test_static_pod_and_mirror(cluster):
+    manifest = cluster.dir / "manifests" / "st.yaml"
+    manifest.write_text("""apiVersion: v1
+kind: Pod
+metadata: {name: st}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bar/busybox:1, command: ["sh", "-c", "echo static; sleep 3600"]}
+""")
+    mirror = f"st-{cluster.node}"
+    cluster.wait_for("the mirror pod running", lambda: cluster.pod_phase(mirror) == "Running")
+    pod = cluster.get("pod", mirror)
+    assert pod["metadata"]["annotations"]["kubernetes.io/config.source"] == "file"
+    assert pod["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+    assert cluster.kubectl("logs", mirror).stdout == "static\n"
+    manifest.unlink()
+    cluster.wait_for("the mirror pod gone", lambda: cluster.kubectl("get", "pod", mirror, check=False).returncode != 0)
+
+
+def test_bad_input_has_clear_status(cluster):
+    _apply(cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: noimg}
+spec:
+  containers: [{name: c, image: "127.0.0.1:1/no/such:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocmd}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: bar/busybox:1, command: ["no-such-command"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badvol}
+spec:
+  containers:
+  - {name: c, image: bar/busybox:1, volumeMounts: [{name: h, mountPath: /h}]}
+  volumes: [{name: h, hostPath: {path: /no/such/dir/at/all, type: Directory}}]
+""")
+    cluster.wait_for("ErrImagePull", lambda: cluster.container_state("noimg").get("state", {}).get("waiting", {}).get(
+        "reason") == "ErrImagePull")
+    cluster.wait_for("ImagePullBackOff", lambda: cluster.container_state("noimg")["state"]["waiting"]["reason"] ==
+                     "ImagePullBackOff", timeout=20)
+    cluster.wait_for("exit 127", lambda: cluster.container_state("nocmd").get("state", {}).get("terminated", {}).get(
+        "exitCode") == 127)
+    assert "executable file not found" in cluster.container_state("nocmd")["state"]["terminated"]["message"]
+    assert cluster.pod_phase("nocmd") == "Failed"
+    assert cluster.wait_for("FailedMount", lambda: any(
+        e["reason"] == "FailedMount" and "hostPath type check failed: /no/such/dir/at/all is not a directory" in
+        e["message"] for e in json.loads(cluster.kubectl("get", "events", "--field-selector",
+                                                         "involvedObject.name=badvol", "-o", "json").stdout)["items"]))
+    assert cluster.container_state("badvol")["state"]["waiting"]["reason"] == "ContainerCreating"
+    cluster.kubectl("delete", "pod", "noimg", "nocmd", "badvol", "--wait=true")
+
+
+def test_nothing_leaks_after_pods_are_deleted(cluster):
+    cluster.kubectl("delete", "pods", "--all", "--wait=true", timeout=120)
+    pods_dir = cluster.dir / "kubelet" / "pods"
+    cluster.wait_for("no pod directories", lambda: not list(pods_dir.iterdir()))
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if str(pods_dir) in line]
+    veths = os.listdir(f"/sys/class/net/{cluster.pod_bridge}/brif") if os.path.exists(
+        f"/sys/class/net/{cluster.pod_bridge}/brif") else []
+    assert veths == []
+    leases = cluster.dir / "kubelet" / "cni" / "ipam" / "kubepods"
+    assert not [f for f in leases.iterdir() if f.name[0].isdigit()] if leases.exists() else True
+    ps = cluster.kapal("ps", "-a", "-q")
+    assert ps.stdout.strip() == b""
+
+
+def test_down_leaves_nothing(cluster):
+    cluster.stopped = True
+    assert cluster.stop() == []
