@@ -127,9 +127,15 @@ class SchedulerCache:
         self._add(p)
 
     def assume(self, p: PodInfo, node_name: str) -> None:
+        """Count the pod on node_name now; it never expires while its binding is in flight."""
         p.node_name = node_name
         self._add(p)
-        self.assumed[p.key] = time.monotonic() + ASSUME_TTL
+        self.assumed[p.key] = float("inf")
+
+    def finish_binding(self, key: str) -> None:
+        """The binding went through: the informer has ASSUME_TTL seconds to confirm it, else it is forgotten."""
+        if key in self.assumed:
+            self.assumed[key] = time.monotonic() + ASSUME_TTL
 
     def forget(self, key: str) -> None:
         if key in self.assumed:
@@ -221,12 +227,8 @@ class SchedulerCache:
 
     def nodes_in(self, pairs: Any) -> set[str]:
         """Names of the nodes in any of these topology domains ((label, value) pairs)."""
-        out: set[str] = set()
-        for pair in pairs:
-            names = self.label_nodes.get(pair)
-            if names:
-                out |= names
-        return out
+        label_nodes = self.label_nodes
+        return {name for pair in pairs for name in label_nodes.get(pair, ())}
 
     def term_counts(self, term: AffinityTerm) -> Counter[tuple[str, str]]:
         """How many counted pods the term selects, per topology pair (topologyKey, node's value). Built once per

@@ -128,6 +128,15 @@ class Scheduler:
             return
         self.queue.add(key, int(spec.get("priority") or 0))
 
+    def on_pod_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """A pending pod whose status alone changed (our own PodScheduled condition) is not retried for it."""
+        if not (new.get("spec") or {}).get("nodeName") and object_key(new) in self.queue and \
+                old.get("spec") == new.get("spec") and not new["metadata"].get("deletionTimestamp") and \
+                (old.get("metadata") or {}).get("labels") == new["metadata"].get("labels") and \
+                (old.get("metadata") or {}).get("annotations") == new["metadata"].get("annotations"):
+            return
+        self.on_pod(new)
+
     def on_pod_delete(self, pod: dict[str, Any]) -> None:
         key = object_key(pod)
         self.queue.delete(key)
@@ -331,6 +340,7 @@ class Scheduler:
                 self.queue.add(p.key, p.priority, failed=True)
                 return
             self.timing["bind"] += time.perf_counter() - started
+        self.cache.finish_binding(p.key)
         self.scheduled += 1
         self.recorder.record(pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} "
                                                          f"to {node}")
@@ -342,7 +352,7 @@ class Scheduler:
             (self.nodes, EventHandler(on_add=self.on_node, on_update=lambda _o, n: self.on_node(n),
                                       on_delete=self.on_node_delete)),
             (self.namespaces, EventHandler(on_add=self.on_namespace, on_update=lambda _o, n: self.on_namespace(n))),
-            (self.pods, EventHandler(on_add=self.on_pod, on_update=lambda _o, n: self.on_pod(n),
+            (self.pods, EventHandler(on_add=self.on_pod, on_update=self.on_pod_update,
                                      on_delete=self.on_pod_delete)),
         ]
         for informer, handler in self._handlers:

@@ -52,8 +52,9 @@ class InterPodAffinity:
         state.data[self.name] = (existing, anti, affinity, self_match)
         if not pod.affinity:
             # Anti-affinity only: the nodes it rules out are known up front, the others need no check.
-            pairs = [pair for counts in anti for pair, n in counts.items() if n > 0]
-            pairs += [pair for pair, n in existing.items() if n > 0]
+            pairs = set(existing)  # counters drop pairs that reach zero
+            for counts in anti:
+                pairs.update(counts)
             state.data[self.name + "/excluded"] = cache.nodes_in(pairs)
             state.skip_filters.add(self.name)
         return None
