@@ -216,3 +216,104 @@ class UpCluster:
                 os.rmdir(path)
             except OSError:
                 pass
+
+
+class NodeProcesses:
+    """`kapal apiserver`, `kapal engine` and `kapal kubelet` as three processes (no scheduler: pods name their node),
+    so the kubelet alone can be killed and restarted."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.cluster = UpCluster(workdir)  # for names, ranges and kubectl
+        self.cluster.dir.mkdir(parents=True, exist_ok=True)
+        self.node = f"n{uuid.uuid4().hex[:6]}"
+        self.pod_cidr = self.cluster.pod_range.replace(".0.0/16", ".7.0/24")
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs = {}
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.logs[name] = log
+        proc = subprocess.Popen([*KAPAL, *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=self.cluster.env)
+        self.procs[name] = proc
+        return proc
+
+    def _wait_log(self, name: str, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = (self.workdir / f"{name}.log").read_text(errors="replace")
+            if text in data:
+                return data
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited: {data[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not say {text!r}")
+
+    def start(self) -> None:
+        c = self.cluster
+        self._spawn("apiserver", ["apiserver", "--data-dir", str(c.dir), "--secure-port", "0"])
+        data = self._wait_log("apiserver", "serving on https://")
+        url = data.split("serving on ", 1)[1].split()[0]
+        self._spawn("engine", ["engine", "--data-root", str(c.dir / "engine"), "-H", c.docker_host,
+                               f"--bridge={c.engine_bridge}", f"--bip={c.engine_bip}", "--no-lxcfs"])
+        self._wait_log("engine", "is ready")
+        from kapal.kube.kubelet.credentials import node_kubeconfig
+
+        node_kubeconfig(c.dir / "pki" / "ca.crt", c.dir / "pki" / "ca.key", url, self.node, c.dir / "kubelet.conf")
+        c.node = self.node
+        self.start_kubelet()
+
+    def kubelet_args(self) -> list[str]:
+        c = self.cluster
+        return ["kubelet", "--kubeconfig", str(c.dir / "kubelet.conf"), "--node-name", self.node, "--root-dir",
+                str(c.dir / "kubelet"), "--container-runtime-endpoint", c.docker_host, "--pod-cidr", self.pod_cidr,
+                "--port", "0", "--pod-bridge-name", c.pod_bridge, "--cgroup-root", c.cgroup_root, "-v", "1"]
+
+    def start_kubelet(self) -> None:
+        if "kubelet" in self.logs:
+            self.logs["kubelet"].write(b"\n--- restarted ---\n")
+            self.logs["kubelet"].flush()
+        before = (self.workdir / "kubelet.log").read_text() if (self.workdir / "kubelet.log").exists() else ""
+        self._spawn("kubelet", self.kubelet_args())
+        deadline = time.monotonic() + 30
+        while (self.workdir / "kubelet.log").read_text().count("ready (IP") <= before.count("ready (IP"):
+            if self.procs["kubelet"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.workdir / "kubelet.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def kill9(self, name: str) -> None:
+        proc = self.procs[name]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self) -> list[str]:
+        """Stop the kubelet and clean the node as `kapal down` would; the engine's containers go first."""
+        c = self.cluster
+        for name in ("kubelet",):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        from kapal.engine.client import EngineClient
+
+        client = EngineClient(c.docker_host)
+        for ctr in client.json("GET", "/containers/json", {"all": True}) or []:
+            client.json("DELETE", f"/containers/{ctr['Id']}", {"force": True})
+        for name in ("engine", "apiserver"):
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        for log in self.logs.values():
+            log.close()
+        from kapal.kube.kubelet.teardown import teardown_node
+
+        leaks = teardown_node(c.dir / "kubelet", cgroup_root=c.cgroup_root, bridge=c.pod_bridge)
+        subprocess.run([*KAPAL, "engine", "--data-root", str(c.dir / "engine"), "-H", c.docker_host,
+                        f"--bridge={c.engine_bridge}", f"--bip={c.engine_bip}", "--cleanup"], capture_output=True,
+                       timeout=60, cwd=ROOT)
+        for m in sorted(_mounts_under(str(self.workdir)), reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        c._remove_cgroup_root()
+        return leaks

@@ -1,0 +1,66 @@
+"""`kapal up` / `kapal down`: a cluster in one command, kubeconfig merged without clobbering, state and pods
+surviving a kill -9 of the whole process, and nothing left once it is down."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+_spec = importlib.util.spec_from_file_location(
+    "kubelet_harness", Path(__file__).resolve().parents[1] / "kubelet" / "kubelet_harness.py")
+harness = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+sys.modules.setdefault("kubelet_harness", harness)
+_spec.loader.exec_module(harness)  # type: ignore[union-attr]
+
+OTHER = {"apiVersion": "v1", "kind": "Config", "current-context": "other", "preferences": {},
+         "clusters": [{"name": "other", "cluster": {"server": "https://192.0.2.99:6443"}}],
+         "users": [{"name": "other-user", "user": {"token": "t0ken"}}],
+         "contexts": [{"name": "other", "context": {"cluster": "other", "user": "other-user"}}]}
+
+
+def test_up_kill9_restart_and_down(tmp_path):
+    c = harness.UpCluster(tmp_path)
+    (c.home / ".kube").mkdir(parents=True)
+    (c.home / ".kube" / "config").write_text(yaml.safe_dump(OTHER))
+    try:
+        c.start()
+        assert f"export DOCKER_HOST=unix://{c.dir / 'docker.sock'}\n" in c.out_lines
+        merged = yaml.safe_load((c.home / ".kube" / "config").read_text())
+        names = {ctx["name"] for ctx in merged["contexts"]}
+        assert "other" in names and merged["current-context"] in names - {"other"}
+        assert {u["name"] for u in merged["users"]} >= {"other-user"}
+        again = subprocess.run(c.up_args(), capture_output=True, text=True, env=c.env, timeout=60, cwd=harness.ROOT)
+        assert again.returncode == 1 and "already running" in again.stderr
+        c.import_busybox()
+        why = c.engine_supports_pods()
+        if why:
+            pytest.skip(why)
+        # kubectl with the merged context, no KUBECONFIG
+        env = {k: v for k, v in c.env.items() if k != "KUBECONFIG"}
+        kubectl = str(harness.kubectl_binary("1.33"))
+        subprocess.run([kubectl, "create", "configmap", "keepme", "--from-literal=a=b"], env=env, check=True,
+                       capture_output=True, timeout=30)
+        c.kubectl("run", "survivor", f"--image={harness.IMAGE}", "--", "sh", "-c", "echo up; sleep 3600")
+        c.wait_for("survivor running", lambda: (c.container_state("survivor") or {}).get("ready"))
+        before = c.container_state("survivor")
+        c.kill9()  # the whole process: API server, controllers, scheduler, kubelet; the engine follows it
+        assert c.kapal("ps", "-q").returncode != 0  # no engine answers now
+        c.start()
+        assert c.get("configmap", "keepme")["data"] == {"a": "b"}
+        c.wait_for("survivor reported again", lambda: (c.container_state("survivor") or {}).get("ready"))
+        after = c.container_state("survivor")
+        assert after["containerID"] == before["containerID"] and after["restartCount"] == 0
+        assert c.kubectl("logs", "survivor").stdout == "up\n"
+    finally:
+        leaks = c.stop()
+    assert leaks == []
+    merged = yaml.safe_load((c.home / ".kube" / "config").read_text())
+    assert [ctx["name"] for ctx in merged["contexts"]] == ["other"]  # --purge took only ours away
+    assert not c.dir.exists()
