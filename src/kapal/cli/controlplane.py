@@ -105,6 +105,9 @@ def _run(name: str, make: Any) -> int:
     import signal
 
     from kapal import errors
+    from kapal.kube.client.tuning import trim_tls_read_buffers
+
+    trim_tls_read_buffers()
 
     async def main() -> None:
         stop = asyncio.Event()
