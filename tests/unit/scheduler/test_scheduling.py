@@ -217,3 +217,29 @@ def test_queue_orders_by_priority_and_backs_off():
         assert got.key == "high" and got.attempts == 2
         q.close()
     asyncio.run(main())
+
+
+def spread(mode="DoNotSchedule", key="zone", skew=1):
+    return [{"maxSkew": skew, "topologyKey": key, "whenUnsatisfiable": mode,
+             "labelSelector": {"matchLabels": {"app": "web"}}}]
+
+
+def test_topology_spread_hard(scheduler):
+    place(scheduler, node("a", labels={"zone": "z1"}), node("b", labels={"zone": "z2"}),
+          pods=[pod("x", labels={"app": "web"}, node_name="a")])
+    assert choose(scheduler, pod("p", labels={"app": "web"}, topologySpreadConstraints=spread())) == "b"
+    place(scheduler, pods=[pod("y", labels={"app": "web"}, node_name="a")])
+    # z1 has 2, z2 has 0: only z2 keeps the skew within 1
+    assert choose(scheduler, pod("q", labels={"app": "web"}, topologySpreadConstraints=spread())) == "b"
+    place(scheduler, node("c"))  # no zone label at all
+    msg = failure(scheduler, pod("r", labels={"app": "web"}, nodeSelector={"kubernetes.io/hostname": "c"},
+                                 topologySpreadConstraints=spread()))
+    assert msg == ("0/3 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing "
+                   "required label), 2 node(s) didn't match Pod's node affinity/selector.")
+
+
+def test_topology_spread_soft_prefers_the_emptier_domain(scheduler):
+    place(scheduler, node("a", labels={"zone": "z1"}), node("b", labels={"zone": "z2"}),
+          pods=[pod(f"x{i}", labels={"app": "web"}, node_name="a") for i in range(3)])
+    assert choose(scheduler, pod("p", labels={"app": "web"},
+                                 topologySpreadConstraints=spread("ScheduleAnyway"))) == "b"

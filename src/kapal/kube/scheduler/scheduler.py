@@ -31,6 +31,7 @@ from kapal.kube.scheduler.plugins.interpodaffinity import InterPodAffinity
 from kapal.kube.scheduler.plugins.nodeaffinity import NodeAffinity
 from kapal.kube.scheduler.plugins.noderesources import NodeResourcesBalancedAllocation, NodeResourcesFit
 from kapal.kube.scheduler.plugins.tainttoleration import TaintToleration
+from kapal.kube.scheduler.plugins.topologyspread import PodTopologySpread
 from kapal.kube.scheduler.preemption import find_candidate
 from kapal.kube.scheduler.queue import SchedulingQueue
 
@@ -87,8 +88,10 @@ class Scheduler:
         self.queue = SchedulingQueue()
         ipa = InterPodAffinity(self.cache)
         taints, affinity, fit = TaintToleration(), NodeAffinity(), NodeResourcesFit()
-        self.filters: list[FilterPlugin] = [NodeUnschedulable(), NodeName(), taints, affinity, NodePorts(), fit, ipa]
-        self.scorers: list[ScorePlugin] = [taints, affinity, fit, ipa, NodeResourcesBalancedAllocation()]
+        spread = PodTopologySpread(self.cache)
+        self.filters: list[FilterPlugin] = [NodeUnschedulable(), NodeName(), taints, affinity, NodePorts(), fit,
+                                            spread, ipa]
+        self.scorers: list[ScorePlugin] = [taints, affinity, fit, spread, ipa, NodeResourcesBalancedAllocation()]
         self.pods = informers.informer(PODS)
         self.nodes = informers.informer(NODES)
         self.namespaces = informers.informer(NAMESPACES)
