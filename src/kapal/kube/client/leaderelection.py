@@ -203,11 +203,24 @@ class LeaderElector:
 
 
 async def lead_forever(elector: LeaderElector | None, term: Callable[[], Awaitable[None]]) -> None:
-    """Run `term()` for every leadership term (at once and only once without an elector) until cancelled.
-    A lost Lease cancels the term; the next term starts when the Lease is won again."""
-    if elector is None:
-        await term()
-        return
+    """Run `term()` for every leadership term (without an elector: always) until cancelled. A lost Lease
+    cancels the term; the next one starts when the Lease is won again. A term that fails (the API server
+    gone for a while) is logged and started afresh after a pause, with the Lease released meanwhile."""
+    pause = 1.0
     while True:
-        await elector.run(term)
+        try:
+            if elector is None:
+                await term()
+                return
+            await elector.run(term)
+            pause = 1.0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("a leadership term ended with an error; starting again in %.0fs", pause)
+            if elector is not None and elector.is_leader:
+                await elector._release()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+            continue
         await asyncio.sleep(elector.config.retry_period)
