@@ -72,7 +72,8 @@ def free_subnet(prefix: int = 24, second: int = 250) -> str:
             used.append(ipaddress.ip_network(words[1] if words[0] in ("local", "broadcast") else words[0],
                                              strict=False))
     for _ in range(200):
-        candidate = ipaddress.ip_network(f"10.{second}.{random.randrange(256)}.0/{prefix}")
+        step = 2 ** max(0, 24 - prefix)
+        candidate = ipaddress.ip_network(f"10.{second}.{random.randrange(0, 256, step)}.0/{prefix}")
         if not any(candidate.overlaps(u) for u in used if u.prefixlen > 0):
             return str(candidate)
     raise RuntimeError(f"no free 10.{second}.X.0 subnet")
@@ -111,7 +112,7 @@ def api_server(tmp: Path, **config: Any) -> Iterator[Cluster]:
     from kapal.kube.api.config import ApiServerConfig
     from kapal.kube.api.server import ServerThread
 
-    cidr = config.pop("service_cluster_ip_range", None) or free_subnet(24, 252)
+    cidr = config.pop("service_cluster_ip_range", None) or free_subnet(20, 252)
     version = newest_kubectl()
     cfg = ApiServerConfig(data_dir=tmp / "apiserver", secure_port=0, bind_address="127.0.0.1",
                           service_cluster_ip_range=cidr, **config)
