@@ -62,7 +62,8 @@ async def exec_start(request: web.Request) -> web.StreamResponse:
             lambda: execs.start(exec_id, tty=tty, console_size=console_size, on_data=on_data, on_close=on_close),
         )
     except Exception as e:
-        await stream.write(3, f"{e}\n".encode())  # stream 3: the CLI prints "error from daemon in stream"
+        # as dockerd: the error goes out on stdout, and GET /exec/ID/json reports exit code 126 or 127
+        await stream.write(1, f"{e}\r\n".encode())
         return await stream.close()
     output = asyncio.ensure_future(pump(stream, queue))
     waits = {output}

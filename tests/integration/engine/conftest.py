@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _spec = importlib.util.spec_from_file_location("image_helpers", ROOT / "tests/integration/image/image_helpers.py")
 image_helpers = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
@@ -122,6 +123,44 @@ def engine(workdir):
     swept = eng.sweep()
     assert not left and not swept, f"containers left behind: {left} {swept}"
     assert leftover_mounts(eng.data_root) == [], "the engine left mounts behind"
+
+
+@pytest.fixture(scope="module")
+def docker(engine, workdir):
+    from engine_helpers import DockerCLI
+
+    config = workdir / "docker-config"
+    config.mkdir(exist_ok=True)
+    return DockerCLI(engine.host, config)
+
+
+@pytest.fixture(scope="module")
+def busybox(docker, workdir, unique_module) -> str:
+    """A busybox image in the module's engine (removed at the end of the module)."""
+    tar = workdir / "busybox-image.tar"
+    tar.write_bytes(busybox_rootfs_tar({"etc/motd": "original\n"}))
+    ref = f"{unique_module}-busybox:1"
+    docker("import", "-c", 'CMD ["sh"]', str(tar), ref)
+    yield ref
+    docker("rmi", "-f", ref, check=False)
+
+
+@pytest.fixture(scope="module")
+def hostimage(docker, workdir, unique_module) -> str:
+    """The seed's image: bash and ls (and a few tools) from the host with their libraries."""
+    from engine_helpers import host_programs_tar
+
+    tar = workdir / "host-image.tar"
+    tar.write_bytes(host_programs_tar(["bash", "ls", "cat", "free", "grep", "sleep", "touch", "nproc"]))
+    ref = f"{unique_module}-bashls:1"
+    docker("import", "-c", 'CMD ["/bin/bash"]', str(tar), ref)
+    yield ref
+    docker("rmi", "-f", ref, check=False)
+
+
+@pytest.fixture(scope="module")
+def unique_module() -> str:
+    return "kt" + uuid.uuid4().hex[:10]
 
 
 @pytest.fixture(scope="module")
