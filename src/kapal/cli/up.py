@@ -275,26 +275,18 @@ def _component_kubeconfigs(layout: Layout, server: str, node: str) -> dict[str, 
     return out
 
 
-async def _wait_node_ready(kubeconfig: Path, node: str, stop) -> float:  # type: ignore[no-untyped-def]
+async def _wait_node_ready(kubelets: list, stop) -> float:  # type: ignore[no-untyped-def]
+    """When this run's kubelet has posted its node Ready (not a Ready left in the store by an earlier run)."""
     import asyncio
 
-    from kapal import errors
-    from kapal.kube.client.client import ApiClient
-    from kapal.kube.client.config import ClientConfig
-    from kapal.kube.client.kinds import NODES
-    from kapal.kube.pki import load_kubeconfig
-
-    client = ApiClient(ClientConfig.from_kubeconfig(load_kubeconfig(kubeconfig), user_agent="kapal-up"))
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(errors.KapalError):
-                n = await client.get(NODES, node)
-                for c in (n.get("status") or {}).get("conditions") or []:
-                    if c.get("type") == "Ready" and c.get("status") == "True":
-                        return time.monotonic()
-            await asyncio.sleep(0.05)
-    finally:
-        await client.close()
+    while not kubelets and not stop.is_set():
+        await asyncio.sleep(0.02)
+    if kubelets:
+        waiter = asyncio.create_task(kubelets[0].node_ready.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()
     return time.monotonic()
 
 
@@ -351,14 +343,15 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
             root_ca_file=layout.path("pki", "ca.crt"), cluster_signing_cert_file=layout.path("pki", "ca.crt"),
             cluster_signing_key_file=layout.path("pki", "ca.key"), leader_election=LeaderElectionFlags(**no_election))
         sched = SchedulerConfig(kubeconfig=kubeconfigs["scheduler"], leader_election=LeaderElectionFlags(**no_election))
+        kubelets: list = []
         components = {
             "controller-manager": run_controller_manager(cm, stop),
             "scheduler": run_scheduler(sched, stop),
-            "kubelet": run_kubelet(kubelet_config, stop),
+            "kubelet": run_kubelet(kubelet_config, stop, on_ready=kubelets.append),
             "engine-supervisor": engine.supervise(stop),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in components.items()]
-        ready_at = await _wait_node_ready(server.admin_kubeconfig, node, stop)
+        ready_at = await _wait_node_ready(kubelets, stop)
         if stop.is_set():
             return 0
         target = None if args.no_kubeconfig else await asyncio.to_thread(_merge_kubeconfig, layout,

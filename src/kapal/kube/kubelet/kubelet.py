@@ -121,6 +121,7 @@ class Kubelet:
         self._mirror_wake = asyncio.Event()
         self._status_wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self.node_ready = asyncio.Event()  # this kubelet has posted Ready=True
         self._last_node_error = ""
         if config.pod_manifest_path is None:
             self._static_synced.set()
@@ -442,7 +443,10 @@ class Kubelet:
                 reason = "" if self.network_ready else ("container runtime network not ready: NetworkReady=false "
                                                         "reason:NetworkPluginNotReady message:the node has no pod "
                                                         "CIDR yet")
-                await self.node_agent.update_status(images, self.network_ready, reason)
+                first_ready = self.network_ready and not self.node_ready.is_set()
+                await self.node_agent.update_status(images, self.network_ready, reason, force=first_ready)
+                if self.network_ready:
+                    self.node_ready.set()
                 self._last_node_error = ""
             except asyncio.CancelledError:
                 raise
@@ -540,6 +544,8 @@ class Kubelet:
                     self.pod_cidr = (node.get("spec") or {}).get("podCIDR")
                 await self.node_agent.update_status([], self.network_ready or bool(self.pod_cidr),
                                                     "" if self.pod_cidr else "the node has no pod CIDR yet", force=True)
+                if self.pod_cidr:
+                    self.node_ready.set()
                 await self.node_agent.renew_lease()
                 return
             except errors.KapalError as e:
