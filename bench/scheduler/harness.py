@@ -61,6 +61,15 @@ class Cluster:
         self.api.stop()  # type: ignore[attr-defined]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (from /proc/PID/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_cluster(tmp: Path) -> Cluster:
     return Cluster(tmp, start_apiserver(tmp / "data", "--watch-cache-size", "100000"))
 

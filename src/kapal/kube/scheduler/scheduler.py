@@ -88,6 +88,7 @@ class Scheduler:
         self.queue = SchedulingQueue()
         ipa = InterPodAffinity(self.cache)
         taints, affinity, fit = TaintToleration(), NodeAffinity(), NodeResourcesFit()
+        self.fit = fit
         spread = PodTopologySpread(self.cache)
         self.filters: list[FilterPlugin] = [NodeUnschedulable(), NodeName(), taints, affinity, NodePorts(), fit,
                                             spread, ipa]
@@ -188,7 +189,9 @@ class Scheduler:
         start = self._next_start % n if n else 0
         processed = 0
         order = candidates[start:] + candidates[:start] if start else candidates
-        if len(filters) == 1:
+        if len(active) == 1 and active[0] is self.fit:
+            feasible, processed = self.fit.filter_batch(state, p, order, to_find, statuses)
+        elif len(filters) == 1:
             fn = filters[0]
             for node in order:
                 processed += 1
@@ -238,8 +241,7 @@ class Scheduler:
             scores = plugin.score_nodes(state, p, feasible)
             plugin.normalize(state, scores)
             w = plugin.weight
-            for i, s in enumerate(scores):
-                totals[i] += s * w
+            totals = [t + s * w for t, s in zip(totals, scores)]
         best = max(totals)
         ties = [i for i, t in enumerate(totals) if t == best]
         return feasible[ties[0] if len(ties) == 1 else random.choice(ties)].name

@@ -41,6 +41,27 @@ class NodeResourcesFit:
             return _insufficient(tuple(reasons))
         return None
 
+    def filter_batch(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], want: int,
+                     statuses: dict[str, Status]) -> tuple[list[NodeInfo], int]:
+        """filter() over `nodes` in one loop, stopping after `want` fit: (feasible, nodes looked at). For pods
+        that only this plugin concerns (most pods), this is the whole filter phase."""
+        feasible: list[NodeInfo] = []
+        cpu, mem = pod.cpu, pod.memory
+        scalars = state.data[self.name]
+        looked = 0
+        for n in nodes:
+            looked += 1
+            if len(n.pods) + 1 > n.alloc_pods or (cpu and cpu > n.alloc_cpu - n.req_cpu) or (
+                    mem and mem > n.alloc_memory - n.req_memory) or scalars:
+                st = self.filter(state, pod, n)
+                if st is not None:
+                    statuses[n.name] = st
+                    continue
+            feasible.append(n)
+            if len(feasible) >= want:
+                break
+        return feasible, looked
+
     # LeastAllocated: the more room left (counting empty pods as 100m / 200 MB), the better.
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], snapshot: Snapshot) -> bool:
         return True
