@@ -164,3 +164,11 @@ def test_set_condition_keeps_transition_time():
     cond = du.get_condition(status, "Progressing")
     assert cond["reason"] == du.NEW_RS_AVAILABLE
     assert cond["lastTransitionTime"] == du.ts(NOW) and cond["lastUpdateTime"] == du.ts(later)
+
+
+def test_a_lagging_status_does_not_widen_the_scale_down():
+    d = deployment(5)  # min available 4
+    old = rs("old", 2, available=5, created="2026-01-01T00:00:00Z")  # just scaled 5 -> 2, pods still counted
+    new = rs("new", 3, available=2, created="2026-01-01T00:00:05Z")
+    assert du.settled_available([old, new]) == 4
+    assert du.scale_down_old(d, [old, new], [old]) == [], "only 4 are really available: nothing more may go"

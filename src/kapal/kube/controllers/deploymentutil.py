@@ -298,10 +298,16 @@ def cleanup_unhealthy(old_rss: list[Obj], budget: int) -> list[tuple[Obj, int]]:
     return plan
 
 
+def settled_available(rss: list[Obj]) -> int:
+    """Available replicas, each RS counted at most at its spec.replicas: a status written just after a scale-down
+    still counts the pods being deleted, and trusting it would let a second scale-down go too far."""
+    return sum(min(status_of(rs, "availableReplicas"), rs_replicas(rs)) for rs in rss)
+
+
 def scale_down_old(d: Obj, all_rss: list[Obj], old_rss: list[Obj]) -> list[tuple[Obj, int]]:
     """Then scale old RSs down while more than replicas-maxUnavailable pods are available, oldest first."""
     min_available = replicas(d) - max_unavailable(d)
-    available = available_replicas(all_rss)
+    available = settled_available(all_rss)
     if available <= min_available:
         return []
     budget, total, plan = available - min_available, 0, []

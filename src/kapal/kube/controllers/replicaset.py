@@ -146,11 +146,14 @@ class ReplicaSetController(Controller):
         if needs_sync or len(mine) != len(candidates):
             mine = await claim(self.client, PODS, rs, selector, candidates)
         failure: str | None = None
+        gone: set[str] = set()
         if needs_sync:
-            failure = await self.manage_replicas(key, rs, mine)
-        await self.update_status(rs, mine, failure)
+            failure, gone = await self.manage_replicas(key, rs, mine)
+        # pods deleted just now are no longer counted (upstream counts them until their deletion is observed)
+        await self.update_status(rs, [p for p in mine if p["metadata"]["uid"] not in gone], failure)
 
-    async def manage_replicas(self, key: str, rs: Obj, pods: list[Obj]) -> str | None:
+    async def manage_replicas(self, key: str, rs: Obj, pods: list[Obj]) -> tuple[str | None, set[str]]:
+        """Create or delete pods toward spec.replicas: (a creation failure to report, uids of deleted pods)."""
         want = int(rs["spec"].get("replicas", 1))
         diff = len(pods) - want
         ns = rs["metadata"]["namespace"]
@@ -174,8 +177,8 @@ class ReplicaSetController(Controller):
                 message = str(failures[0]) if failures else "pod creation failed"
                 self.recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {message}")
                 if failures and isinstance(failures[0], errors.Forbidden) and "being terminated" in message:
-                    return None
-                return message
+                    return None, set()
+                return message, set()
         elif diff > 0:
             count = min(diff, BURST_REPLICAS)
             colocated: dict[str, int] = {}
@@ -200,7 +203,8 @@ class ReplicaSetController(Controller):
             errs = [r for r in results if isinstance(r, BaseException)]
             if errs:
                 raise errs[0]
-        return None
+            return None, {p["metadata"]["uid"] for p in victims}
+        return None, set()
 
     async def update_status(self, rs: Obj, pods: list[Obj], failure: str | None) -> None:
         now = self.clock.now()
