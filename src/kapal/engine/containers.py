@@ -96,6 +96,7 @@ class Container:
         self.generation = 0
         self.pending_stdin = bytearray()
         self.pending_stdin_closed = False
+        self.listeners: list[Callable[[], None]] = []  # told when the container exits or goes
 
     @property
     def id(self) -> str:
@@ -133,6 +134,15 @@ class Container:
         tmp = self.dir / "config.v2.json.tmp"
         tmp.write_text(json.dumps(self.doc))
         os.rename(tmp, self.dir / "config.v2.json")
+
+    def state_changed(self) -> None:
+        """Wake the threads waiting on `changed` and call the listeners (async waiters); holds the lock."""
+        self.changed.notify_all()
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("a wait listener of %s", self.id[:12])
 
     def output(self, stream: int, data: bytes) -> None:
         with self.lock:
@@ -585,9 +595,19 @@ class ContainerManager:
                     c.state["ExitCode"] = 128
                 c.save()
                 self._close_attachers(c)
+                if c.doc["HostConfig"].get("AutoRemove"):
+                    self._reaper.submit(self._remove_quietly, c.id)  # as dockerd: --rm goes on a failed start
                 raise
         self._event(c, "start")
         return True
+
+    def _remove_quietly(self, ref: str) -> None:
+        try:
+            self.remove(ref, force=True, volumes=True)
+        except NotFound:
+            pass
+        except KapalError as e:
+            log.warning("removing %s: %s", ref[:12], e)
 
     def _namespaces(self, c: Container, sandbox_path: str | None) -> list[dict]:
         hc = c.doc["HostConfig"]
@@ -694,7 +714,7 @@ class ContainerManager:
         config = c.doc["Config"]
         env = config["Env"]
         args = [c.doc["Path"], *c.doc["Args"]]
-        args[0] = resolve_command(c.rootfs, args[0], env)
+        resolve_command(c.rootfs, args[0], env)  # a missing command fails here, in Docker's words; runc looks it up
         user = resolve_user(c.rootfs, config.get("User") or "")
         if hc.get("GroupAdd"):
             user = (user[0], user[1], [*user[2], *(_group_id(c.rootfs, g) for g in hc["GroupAdd"])])
@@ -829,7 +849,7 @@ class ContainerManager:
             proc, c.shim_proc = c.shim_proc, None
             c.exits += 1
             c.save()
-            c.changed.notify_all()
+            c.state_changed()
         if proc is not None:
             self._reaper.submit(proc.wait)
         if doc.get("OOMKilled"):
@@ -959,6 +979,23 @@ class ContainerManager:
             error = c.state.get("Error") or None
             return {"StatusCode": c.state["ExitCode"], "Error": {"Message": error} if error else None}
 
+    def wait_condition(self, c: Container, condition: str) -> Callable[[], bool]:
+        """A predicate for `wait`'s condition, from now on (next-exit counts exits after this call)."""
+        if condition not in ("", "next-exit", "not-running", "removed"):
+            raise Invalid(f"invalid condition: {condition!r}")
+        with c.lock:
+            start_exits = c.exits
+        if condition == "removed":
+            return lambda: c.removed
+        if condition == "next-exit":
+            return lambda: c.exits > start_exits or c.removed
+        return lambda: not c.running or c.removed
+
+    def wait_result(self, c: Container) -> dict:
+        with c.lock:
+            error = c.state.get("Error") or None
+            return {"StatusCode": c.state["ExitCode"], "Error": {"Message": error} if error else None}
+
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         c = self.get(ref)
         signum = _signal_number(sig or "KILL")
@@ -1076,7 +1113,7 @@ class ContainerManager:
             with self._lock:
                 self._containers.pop(c.id, None)
             shutil.rmtree(c.dir, ignore_errors=True)
-            c.changed.notify_all()
+            c.state_changed()
         self._close_attachers(c)
         self.execs.forget(c.id)
         if volumes:

@@ -64,7 +64,7 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
     become_subreaper()
     manager = build_containers(engine, config)
     app = build_app(engine)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()

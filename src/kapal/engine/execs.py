@@ -167,7 +167,7 @@ class ExecManager:
         root = Path(f"/proc/{c.state['Pid']}/root")
         env = merge_env(c.doc["Config"].get("Env"), cfg.get("Env"))
         args = list(cfg["Cmd"])
-        args[0] = resolve_command(root, args[0], env)
+        resolve_command(root, args[0], env)
         user = resolve_user(root, cfg.get("User") or c.doc["Config"].get("User") or "")
         hc = c.doc["HostConfig"]
         caps = hostconfig.capabilities({**hc, "Privileged": bool(hc.get("Privileged") or cfg.get("Privileged"))})

@@ -4,7 +4,9 @@ inspect, list, changes, export, logs, top, stats, resize, archive) and /commit."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import threading
 import time
 
 from aiohttp import web
@@ -26,6 +28,27 @@ from .api import (
 from .containers import Attacher, ContainerManager
 from .hijack import DETACH_KEYS, HijackedStream, StdinForwarder, frame, parse_detach_keys, pump
 from .jsonlog import docker_timestamp, parse_time_ns
+
+
+class _ThreadPerTask(concurrent.futures.Executor):
+    """An executor that starts a daemon thread per task (long-lived followers must not starve the pool)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:
+                future.set_exception(e)
+
+        threading.Thread(target=run, daemon=True, name="logs-follow").start()
+        return future
+
+
+_FOLLOWERS = _ThreadPerTask()
 
 
 def manager(request: web.Request) -> ContainerManager:
@@ -76,33 +99,39 @@ async def container_start(request: web.Request) -> web.StreamResponse:
 
 
 async def container_wait(request: web.Request) -> web.StreamResponse:
+    """Long poll without holding a thread: a listener on the container resolves a future. Clients that
+    go away (`docker run -d` drops its wait) are noticed by the transport closing."""
     mgr = manager(request)
-    cid = request.match_info["id"]
-    condition = request.query.get("condition", "not-running")
-    if condition not in ("", "next-exit", "not-running", "removed"):
-        raise Invalid(f"invalid condition: {condition!r}")
-    await in_thread(request, mgr.get, cid)
+    c = await in_thread(request, mgr.get, request.match_info["id"])
+    done = mgr.wait_condition(c, request.query.get("condition", "not-running"))
     resp = web.StreamResponse(headers={**COMMON_HEADERS, "Content-Type": "application/json"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)  # headers go out at once: the docker CLI sends start only after seeing them
-    gone = False
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
 
-    def cancelled() -> bool:
-        return gone
+    def listener() -> None:
+        loop.call_soon_threadsafe(woken.set)
 
+    with c.lock:
+        c.listeners.append(listener)
     try:
-        result = await in_thread(request, mgr.wait, cid, condition, None, cancelled)
-        await resp.write((json.dumps(result) + "\n").encode())
+        while not done():
+            woken.clear()
+            try:
+                await asyncio.wait_for(woken.wait(), 1.0)
+            except TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return resp
+        await resp.write((json.dumps(mgr.wait_result(c)) + "\n").encode())
         await resp.write_eof()
     except (ConnectionError, asyncio.CancelledError):
-        gone = True
-    except Exception as e:  # after the headers, an error can only go in the body, as dockerd does
-        gone = True
-        try:
-            await resp.write((json.dumps({"StatusCode": -1, "Error": {"Message": str(e)}}) + "\n").encode())
-            await resp.write_eof()
-        except ConnectionError:
-            pass
+        pass
+    finally:
+        with c.lock:
+            if listener in c.listeners:
+                c.listeners.remove(listener)
     return resp
 
 
@@ -288,7 +317,9 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     )
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    producer = loop.run_in_executor(request.app[EXECUTOR_KEY], produce)
+    # a follower can last as long as the container: its own thread, not one of the API's pool
+    producer = loop.run_in_executor(_FOLLOWERS, produce) if follow else \
+        loop.run_in_executor(request.app[EXECUTOR_KEY], produce)
     try:
         while True:
             item = await queue.get()

@@ -1,0 +1,121 @@
+"""Containers outlive the engine (SIGTERM and kill -9 with live restore, the default): the next engine
+lists them with the right state, their logs are complete, and the exit of one that ended meanwhile is
+known. With --live-restore=false, stopping the engine stops its containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+from engine_helpers import DockerCLI
+from image_helpers import EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
+
+pytestmark = pytest.mark.root
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    engines: list[EngineProcess] = []
+
+    def start(*extra: str) -> tuple[EngineProcess, DockerCLI]:
+        eng = EngineProcess(tmp_path, data_root=tmp_path / "data", extra=list(extra))
+        eng.start()
+        engines.append(eng)
+        (tmp_path / "docker-config").mkdir(exist_ok=True)
+        return eng, DockerCLI(eng.host, tmp_path / "docker-config")
+
+    yield start
+    # whatever the test left: an engine on the same data root adopts and removes it
+    if engines and (engines[-1].proc is None or engines[-1].proc.poll() is not None):
+        start()
+    if engines:
+        cli = DockerCLI(engines[-1].host, tmp_path / "docker-config")
+        ids = cli.out("ps", "-aq")
+        if ids:
+            cli("rm", "-f", *ids.split(), check=False)
+    for eng in engines:
+        eng.kill()
+    swept = engines[0].sweep() if engines else []
+    mounts = leftover_mounts(tmp_path)
+    cleanup_tree(tmp_path)
+    assert not swept, f"processes left behind: {swept}"
+    assert mounts == []
+
+
+def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_path):
+    eng, docker = restartable()
+    tar = tmp_path / "bb.tar"
+    tar.write_bytes(busybox_rootfs_tar())
+    docker("import", str(tar), "lr:1")
+    docker("run", "-d", "--name", "ticker", "lr:1", "sh", "-c",
+           "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+    docker("run", "-d", "--name", "ender", "lr:1", "sh", "-c", "sleep 2; echo bye; exit 7")
+    ticker_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ticker"))
+    ender_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ender"))
+
+    eng.kill(signal.SIGTERM)  # live restore: the engine goes, the containers stay
+    assert _alive(ticker_pid) and _alive(ender_pid)
+    eng, docker = restartable()
+    assert docker.out("ps", "--format", "{{.Names}} {{.State}}").splitlines() == ["ender running", "ticker running"]
+
+    eng.kill(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(ender_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(ender_pid), "ender should have ended while no engine ran"
+    assert _alive(ticker_pid)
+    time.sleep(0.5)  # ticker keeps logging without an engine
+    eng, docker = restartable()
+    states = docker.out("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}").splitlines()
+    assert states[0].startswith("ender exited Exited (7)") and states[1].startswith("ticker running Up")
+    assert docker.out("inspect", "-f", "{{.State.ExitCode}} {{.State.Pid}}", "ender") == "7 0"
+    assert docker.out("logs", "ender") == "bye"
+    assert docker.out("inspect", "-f", "{{.State.Pid}}", "ticker") == str(ticker_pid)
+    ticks = [int(n) for n in re.findall(r"tick (\d+)", docker.out("logs", "ticker"))]
+    assert ticks == list(range(len(ticks))) and len(ticks) > 20, "the log has every line, including the engine-less"
+    follow = subprocess.Popen([docker.binary, "logs", "-f", "--tail", "0", "ticker"], env=docker.env,
+                              stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    docker("stop", "-t", "1", "ticker")  # ends the follow: an adopted container's output still streams
+    live = [int(n) for n in re.findall(r"tick (\d+)", follow.communicate(timeout=30)[0])]
+    assert len(live) >= 5 and live == list(range(live[0], live[0] + len(live)))
+    assert docker.out("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker") == "exited 137"
+    assert not _alive(ticker_pid)
+    docker("rm", "ticker", "ender")
+    docker("rmi", "lr:1")
+
+
+def test_without_live_restore_stopping_the_engine_stops_containers(restartable, tmp_path):
+    eng, docker = restartable("--live-restore=false")
+    tar = tmp_path / "bb.tar"
+    tar.write_bytes(busybox_rootfs_tar())
+    docker("import", str(tar), "nlr:1")
+    docker("run", "-d", "--name", "polite", "nlr:1", "sh", "-c",
+           "trap 'echo got TERM; exit 0' TERM; while :; do sleep 0.1; done")
+    pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "polite"))
+    cid = docker.out("inspect", "-f", "{{.Id}}", "polite")
+    shim = int((tmp_path / "data" / "containers" / cid / "shim.pid").read_text())
+    t0 = time.monotonic()
+    eng.kill(signal.SIGTERM)
+    assert time.monotonic() - t0 < 10
+    assert not _alive(pid) and not _alive(shim)
+    eng, docker = restartable()
+    doc = json.loads(docker.out("inspect", "polite"))[0]
+    assert (doc["State"]["Status"], doc["State"]["ExitCode"]) == ("exited", 0)
+    assert docker.out("logs", "polite") == "got TERM"
+    assert not os.path.exists(doc["NetworkSettings"]["SandboxKey"] or "/nonexistent")
+    docker("rm", "polite")
+    docker("rmi", "nlr:1")

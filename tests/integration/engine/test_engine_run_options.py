@@ -1,0 +1,87 @@
+"""`docker run` options as a container sees them: limits in its cgroups, /proc through lxcfs (free -m,
+CPUs), capabilities, seccomp, devices, read-only root, tmpfs, user, workdir, env, hostname, entrypoint,
+init, labels, ulimits, no-new-privileges."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def test_memory_and_cpus_as_proc_shows_them(docker, hostimage, engine_session):
+    if engine_session["lxcfs"] is None:
+        pytest.skip("lxcfs is not installed")
+    out = docker.out("run", "--rm", "-m", "256m", hostimage, "free", "-m").splitlines()
+    mem = next(line.split() for line in out if line.startswith("Mem:"))
+    assert mem[1] == "256", out
+    assert docker.out("run", "--rm", "--cpus", "1", hostimage, "grep", "-c", "processor", "/proc/cpuinfo") == "1"
+    memory = "/sys/fs/cgroup/memory/memory"
+    limit = docker.out("run", "--rm", "-m", "64m", "--memory-swap", "96m", hostimage, "cat",
+                       f"{memory}.limit_in_bytes", f"{memory}.memsw.limit_in_bytes")
+    assert limit.split() == [str(64 << 20), str(96 << 20)]
+
+
+def test_cpu_pids_and_block_io_limits(docker, busybox):
+    script = ("cat /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/pids/pids.max "
+              "/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    disk = next((d for d in ("/dev/vda", "/dev/sda", "/dev/nvme0n1") if __import__("os").path.exists(d)), None)
+    args = ["run", "--rm", "--cpuset-cpus", "0", "--cpu-shares", "512", "--pids-limit", "20", "--cpus", "0.5"]
+    if disk:
+        args += ["--device-read-bps", f"{disk}:1mb"]
+    out = docker.out(*args, busybox, "sh", "-c", script).split()
+    assert out[:3] == ["0", "512", "20"] and out[-1] == "50000"
+    if disk:
+        assert out[4] == str(1 << 20)
+    r = docker("run", "--rm", "--blkio-weight", "300", busybox, "true")
+    assert r.returncode == 0  # a kernel without io weights: Docker's warning, not an error
+
+
+def test_security_defaults_and_options(docker, busybox, tmp_path):
+    caps = dict(line.split(":\t") for line in docker.out("run", "--rm", busybox, "grep", "Cap", "/proc/self/status")
+                .splitlines())
+    assert int(caps["CapEff"], 16) == 0xA80425FB  # Docker's 14 default capabilities
+    assert docker.out("run", "--rm", "--cap-drop", "ALL", busybox, "grep", "CapEff", "/proc/self/status").endswith(
+        "0000000000000000")
+    added = docker.out("run", "--rm", "--cap-add", "NET_ADMIN", busybox, "grep", "CapEff", "/proc/self/status")
+    assert int(added.split()[1], 16) & (1 << 12)
+    blocked = docker("run", "--rm", busybox, "unshare", "-n", "true", check=False)
+    assert blocked.returncode != 0 and "Operation not permitted" in blocked.stderr  # seccomp and no CAP_SYS_ADMIN
+    assert docker("run", "--rm", "--privileged", busybox, "unshare", "-n", "true").returncode == 0
+    assert docker.out("run", "--rm", "--security-opt", "no-new-privileges", busybox, "grep", "NoNewPrivs",
+                      "/proc/self/status").split() == ["NoNewPrivs:", "1"]
+    ro = docker("run", "--rm", "--read-only", "--tmpfs", "/run:size=1m", busybox, "sh", "-c",
+                "touch /x 2>&1; touch /run/ok && grep ' /run ' /proc/mounts")
+    assert "Read-only file system" in ro.stdout and "tmpfs /run tmpfs rw,nosuid,nodev,noexec" in ro.stdout
+    assert "size=1024k" in ro.stdout
+    devices = docker.out("run", "--rm", busybox, "ls", "/dev").split()
+    assert {"null", "zero", "urandom", "tty", "pts", "shm"} <= set(devices) and "vda" not in devices
+    assert docker.out("run", "--rm", "--device", "/dev/fuse", busybox, "stat", "-c", "%t:%T", "/dev/fuse") == "a:e5"
+    masked = docker("run", "--rm", busybox, "sh", "-c",
+                    "wc -c < /proc/timer_list; echo 1 > /proc/sys/kernel/ns_last_pid", check=False)
+    assert masked.stdout.split() == ["0"] and "Read-only file system" in masked.stderr
+
+
+def test_process_options(docker, busybox, tmp_path, unique):
+    env_file = tmp_path / "env"
+    env_file.write_text("# a comment\nFROM_FILE=yes\n")
+    out = docker.out(
+        "run", "--rm", "--name", f"{unique}-opts", "-u", "1000:1000", "-w", "/work", "-e", "A=1", "--env-file",
+        str(env_file), "-h", "kapal-host", "--label", "team=x", "--ulimit", "nofile=512:1024",
+        busybox, "sh", "-c", 'echo "$(id -u):$(id -g) $(pwd) $A $FROM_FILE $(hostname) $(ulimit -n) $(ulimit -Hn)"',
+    )
+    assert out == "1000:1000 /work 1 yes kapal-host 512 1024"
+    assert docker.out("run", "--rm", "--entrypoint", "echo", busybox, "from", "entrypoint") == "from entrypoint"
+    procs = docker.out("run", "--rm", "--init", busybox, "ps", "-o", "pid,comm").split()
+    assert procs[2:4] == ["1", "docker-init"]
+    name = f"{unique}-lbl"
+    docker("create", "--name", name, "--label", "kapal.test=yes", "--stop-signal", "USR1", busybox)
+    try:
+        doc = json.loads(docker.out("inspect", name))[0]
+        assert doc["Config"]["Labels"]["kapal.test"] == "yes" and doc["Config"]["StopSignal"] == "USR1"
+        assert doc["State"]["Status"] == "created" and doc["HostConfig"]["LogConfig"]["Type"] == "json-file"
+        assert doc["Mounts"] == [] and doc["State"]["Pid"] == 0
+    finally:
+        docker("rm", name)
