@@ -76,7 +76,7 @@ class BenchCluster:
         self.args = [*KAPAL, "up", "--data-dir", str(self.dir), "--secure-port", "0", "--kubelet-port", "0",
                      "--pod-bridge-name", f"bp{tag}", "--pod-network-cidr", f"10.{b}.0.0/16", "--cgroup-root",
                      f"/kapal-bench-{tag}", f"--engine-arg=--bridge=be{tag}", f"--engine-arg=--bip=10.{b}.250.1/24",
-                     "--engine-arg=--no-lxcfs"]
+                     "--engine-arg=--no-lxcfs", "--dns-port", "0", "--proxy-chain-prefix", f"KB{tag[:4].upper()}-"]
         self.cgroup_root = f"/kapal-bench-{tag}"
         self.proc: subprocess.Popen | None = None
         self.docker_host = f"unix://{self.dir / 'docker.sock'}"

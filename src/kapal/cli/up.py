@@ -44,7 +44,9 @@ def _parser(verb: str) -> argparse.ArgumentParser:
     p.add_argument("--node-name", help="node name (default: this host's name)")
     p.add_argument("--pod-network-cidr", default=POD_CIDR, help=f"pod range, a /24 per node (default {POD_CIDR})")
     p.add_argument("--service-cidr", default=SERVICE_CIDR, help=f"Service ClusterIP range (default {SERVICE_CIDR})")
-    p.add_argument("--cluster-dns", default="", help="DNS server IP given to pods (default: none yet)")
+    p.add_argument("--dns-port", type=int, default=53, help="port of the cluster DNS server on the node's IP "
+                                                             "(default 53; 0 picks one)")
+    p.add_argument("--proxy-chain-prefix", default="KAPAL-", help="prefix of the Service proxy's iptables chains")
     p.add_argument("--pod-bridge-name", default="kapal-cni0", help="Linux bridge for pods (default kapal-cni0)")
     p.add_argument("--cgroup-root", default="/", help="cgroup under which kubepods lives (default /)")
     p.add_argument("--engine-arg", action="append", default=[], metavar="ARG",
@@ -292,6 +294,7 @@ async def _wait_node_ready(kubelets: list, stop) -> float:  # type: ignore[no-un
 
 async def _up(args: argparse.Namespace, layout: Layout) -> int:
     import asyncio
+    import ipaddress
     import logging
 
     from kapal.kube.api.config import ApiServerConfig
@@ -304,6 +307,7 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     log = logging.getLogger("kapal.up")
     started = time.monotonic()
     node = (args.node_name or default_node_name()).lower()
+    dns_ip = str(ipaddress.ip_network(args.service_cidr)[10])  # 10.96.0.10, as kubeadm
     for sub in ("db", "manifests", "logs", "kubelet"):
         layout.path(sub).mkdir(parents=True, exist_ok=True)
     kubelet_config = KubeletConfig(
@@ -311,15 +315,16 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         container_runtime_endpoint=layout.docker_host, port=args.kubelet_port, anonymous_auth=False,
         cgroup_root=args.cgroup_root,
         authentication_token_webhook=True, authorization_mode="Webhook", client_ca_file=layout.path("pki", "ca.crt"),
-        cluster_dns=[s for s in args.cluster_dns.split(",") if s], pod_bridge=args.pod_bridge_name,
-        non_masquerade_cidr=args.pod_network_cidr)
+        cluster_dns=[dns_ip], pod_bridge=args.pod_bridge_name, non_masquerade_cidr=args.pod_network_cidr,
+        healthz_port=0)
     preflight(kubelet_config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     layout.path("up.json").write_text(json.dumps({"node": node, "cgroup_root": args.cgroup_root,
-                                                  "pod_bridge": args.pod_bridge_name, "engine_args": args.engine_arg}))
+                                                  "pod_bridge": args.pod_bridge_name, "engine_args": args.engine_arg,
+                                                  "proxy_chain_prefix": args.proxy_chain_prefix}))
     engine = EngineChild(layout, args.engine_arg)
     await engine.start()
     server = await serve(ApiServerConfig(
@@ -327,6 +332,7 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         service_cluster_ip_range=args.service_cidr))
     tasks: list[asyncio.Task] = []
     exit_code = 0
+    services_client = shared = None
     try:
         port = int(server.url.rsplit(":", 1)[1])
         kubeconfigs = await asyncio.to_thread(_component_kubeconfigs, layout, f"https://127.0.0.1:{port}", node)
@@ -344,7 +350,25 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
             cluster_signing_key_file=layout.path("pki", "ca.key"), leader_election=LeaderElectionFlags(**no_election))
         sched = SchedulerConfig(kubeconfig=kubeconfigs["scheduler"], leader_election=LeaderElectionFlags(**no_election))
         kubelets: list = []
+        from kapal.kube.client.client import ApiClient
+        from kapal.kube.client.config import ClientConfig
+        from kapal.kube.client.informer import InformerFactory
+        from kapal.kube.dns.app import DnsConfig, run_dns
+        from kapal.kube.kubelet.kubelet import node_address
+        from kapal.kube.pki import load_kubeconfig
+        from kapal.kube.proxy.app import ProxyConfig, run_proxy
+
+        services_client = ApiClient(ClientConfig.from_kubeconfig(load_kubeconfig(server.admin_kubeconfig),
+                                                                 user_agent="kapal-up/services"))
+        shared = InformerFactory(services_client)  # the proxy and the DNS server watch the same Services
+        node_ip = node_address(kubelet_config)
+        proxy = ProxyConfig(hostname_override=node, cluster_cidr=args.pod_network_cidr, healthz_bind_address="",
+                            metrics_bind_address="", chain_prefix=args.proxy_chain_prefix)
+        dns = DnsConfig(listen_address=node_ip, port=args.dns_port, publish=True, service_ip=dns_ip, node_name=node,
+                        metrics_bind_address="", health_bind_address="", ready_bind_address="")
         components = {
+            "proxy": run_proxy(proxy, stop, client=services_client, informers=shared),
+            "dns": run_dns(dns, stop, client=services_client, informers=shared),
             "controller-manager": run_controller_manager(cm, stop),
             "scheduler": run_scheduler(sched, stop),
             "kubelet": run_kubelet(kubelet_config, stop, on_ready=kubelets.append),
@@ -377,6 +401,10 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if shared is not None:
+            await shared.stop()
+        if services_client is not None:
+            await services_client.close()
         await server.stop()
         await engine.stop()
     print("kapal up: stopped; pods keep their state (`kapal up` resumes them, `kapal down` removes them)",
@@ -506,6 +534,12 @@ def down(args: argparse.Namespace) -> int:
     problems = teardown_node(layout.path("kubelet"), cgroup_root=settings.get("cgroup_root", "/"),
                              bridge=settings.get("pod_bridge", "kapal-cni0"))
     problems += _engine_cleanup(layout, settings.get("engine_args", []))
+    try:
+        from kapal.kube.proxy.app import cleanup_rules
+
+        cleanup_rules(settings.get("proxy_chain_prefix", "KAPAL-"))
+    except Exception as e:  # report, keep cleaning
+        problems.append(f"service proxy rules: {e}")
     with contextlib.suppress(FileNotFoundError):
         layout.socket.unlink()
     print(f"kapal down: removed {removed} container(s) and the node's pods, network and cgroups", file=sys.stderr)

@@ -73,6 +73,7 @@ class UpCluster:
         self.pod_bridge = f"kp{tag}"
         self.engine_bridge = f"ke{tag}"
         self.cgroup_root = f"/kapal-test-{tag}"
+        self.chain_prefix = f"KT{tag[:4].upper()}-"  # chain names stay within 28 characters
         b = random.randint(200, 249)
         self.pod_range = f"10.{b}.0.0/16"
         self.engine_bip = f"10.{b}.250.1/24"
@@ -90,7 +91,8 @@ class UpCluster:
         return [*KAPAL, "up", "--data-dir", str(self.dir), "--secure-port", "0", "--kubelet-port", "0",
                 "--pod-bridge-name", self.pod_bridge, "--pod-network-cidr", self.pod_range, "--cgroup-root",
                 self.cgroup_root, f"--engine-arg=--bridge={self.engine_bridge}",
-                f"--engine-arg=--bip={self.engine_bip}", "--engine-arg=--no-lxcfs", "-v", "1"]
+                f"--engine-arg=--bip={self.engine_bip}", "--engine-arg=--no-lxcfs", "--dns-port", "0",
+                "--proxy-chain-prefix", self.chain_prefix, "-v", "1"]
 
     def start(self, timeout: float = 60.0) -> float:
         """Start `kapal up`; seconds until it printed DOCKER_HOST (the node is Ready then)."""
@@ -198,8 +200,10 @@ class UpCluster:
                 pods = [p for p in os.listdir(f"/sys/fs/cgroup/{hierarchy}{self.cgroup_root}/kubepods")]
                 leaks.append(f"cgroup {hierarchy}{self.cgroup_root}/kubepods: {pods}")
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-        if self.pod_range.rsplit(".", 2)[0] in rules and "kubepods" in rules and self.pod_bridge in rules:
+        if self.pod_bridge in rules:
             leaks.append("iptables rules for the pod bridge")
+        if f":{self.chain_prefix}" in rules or f"-j {self.chain_prefix}" in rules:
+            leaks.append(f"iptables chains {self.chain_prefix}*")
         self.log.close()
         self._remove_cgroup_root()
         return leaks
@@ -268,7 +272,8 @@ class NodeProcesses:
         c = self.cluster
         return ["kubelet", "--kubeconfig", str(c.dir / "kubelet.conf"), "--node-name", self.node, "--root-dir",
                 str(c.dir / "kubelet"), "--container-runtime-endpoint", c.docker_host, "--pod-cidr", self.pod_cidr,
-                "--port", "0", "--pod-bridge-name", c.pod_bridge, "--cgroup-root", c.cgroup_root, "-v", "1"]
+                "--port", "0", "--healthz-port", "0", "--pod-bridge-name", c.pod_bridge, "--cgroup-root",
+                c.cgroup_root, "-v", "1"]
 
     def start_kubelet(self) -> None:
         if "kubelet" in self.logs:

@@ -108,6 +108,11 @@ spec:
         assert (r.returncode, r.stdout) == (3, "out\n") and "err" in r.stderr, (version, r)
         r = cluster.kubectl("exec", "-i", "web", "--", "tr", "a-z", "A-Z", version=version, input="shout\n")
         assert r.stdout == "SHOUT\n"
+    # cluster DNS through the Service proxy (kapal up runs both)
+    assert cluster.kubectl("exec", "web", "--", "cat", "/etc/resolv.conf").stdout.startswith(
+        "search default.svc.cluster.local svc.cluster.local cluster.local")
+    looked_up = cluster.kubectl("exec", "web", "--", "nslookup", "kubernetes.default.svc.cluster.local").stdout
+    assert "10.96.0.1" in looked_up
     # kubectl cp both ways (tar over exec)
     src = tmp_path / "up.txt"
     src.write_text("copied in\n")

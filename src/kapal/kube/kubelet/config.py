@@ -34,6 +34,8 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     address: str = "0.0.0.0"
     port: int = 10250  # 0: pick a free one (tests)
+    healthz_bind_address: str = "127.0.0.1"
+    healthz_port: int = 10248  # plain HTTP /healthz; 0 disables
     tls_cert_file: Path | None = None
     tls_private_key_file: Path | None = None
     client_ca_file: Path | None = None

@@ -49,6 +49,29 @@ from .volumes import VolumeManager
 log = logging.getLogger(__name__)
 
 
+class _PodCgroups:
+    """The stats provider's view of the node: each running pod's cgroup and its containers' (PodCgroupSource)."""
+
+    def __init__(self, kl: Kubelet) -> None:
+        self.kl = kl
+
+    def pod_cgroups(self) -> list[Any]:
+        from .stats import ContainerCgroup, PodCgroup
+
+        out = []
+        for w in list(self.kl.workers.values()):
+            if w.cgroup_parent is None:
+                continue
+            meta = w.pod["metadata"]
+            ctrs = tuple(ContainerCgroup(r.name, f"{w.cgroup_parent.rstrip('/')}/{r.id}",
+                                         r.started_at.timestamp() if r.started_at else 0.0)
+                         for r in self.kl.cache.pod_records(w.uid) if r.running and r.kind == "regular")
+            started = min((c.start_time for c in ctrs if c.start_time), default=0.0)
+            out.append(PodCgroup(meta.get("namespace") or "default", meta["name"], w.uid, w.cgroup_parent, ctrs,
+                                 started))
+        return out
+
+
 def preflight(config: KubeletConfig) -> None:
     """Refuse to start on hosts the settings cannot work on, saying what to change."""
     if config.cgroup_driver == "systemd":
@@ -114,6 +137,10 @@ class Kubelet:
         self.pod_cidr: str | None = config.pod_cidr
         self.network_ready = False
         self.server: Any = None
+        from .stats import ResourceStats
+
+        self.stats: ResourceStats | None = ResourceStats(config.node_name, _PodCgroups(self),
+                                                         root_dir=str(config.root_dir))
         self.port = config.port
         self._tasks: list[asyncio.Task[Any]] = []
         self._api_synced = asyncio.Event()
@@ -495,32 +522,20 @@ class Kubelet:
 
         self.server = KubeletServer(self)
         self.port = await self.server.start()
-        if self.client is not None:
-            hostname = socket.gethostname()
-            self.node_agent = NodeAgent(self.client, self.config, self.node_ip, hostname, self.machine, self.port)
-            self.node_agent.runtime_version = runtime_version
-            await self._register(stop)
+        if self.config.healthz_port:
+            await self.server.start_healthz(self.config.healthz_bind_address, self.config.healthz_port)
         self._set_pod_cidr(self.pod_cidr)
         await self.cache.relist()
-        if self.client is not None and self.informers is not None:
-            self.pod_informer = self.informers.informer(PODS, field_selector=f"spec.nodeName={self.config.node_name}")
-            self.pod_informer.add_handler(EventHandler(on_add=self._on_api_pod,
-                                                       on_update=lambda _o, n: self._on_api_pod(n),
-                                                       on_delete=self._on_api_pod_deleted))
-            self.service_informer = self.informers.informer(SERVICES)
-            self.node_informer = self.informers.informer(NODES, field_selector=f"metadata.name={self.config.node_name}")
-            self.node_informer.add_handler(EventHandler(on_add=self._on_node, on_update=lambda _o, n: self._on_node(n)))
-            self.informers.start()
         spawn = self._tasks.append
         spawn(asyncio.create_task(self.cache.run(self.config.relist_period), name="kubelet-pleg"))
         spawn(asyncio.create_task(self._housekeeping(), name="kubelet-housekeeping"))
+        if self.stats is not None:
+            spawn(asyncio.create_task(self.stats.run(stop), name="kubelet-stats"))
         if self.config.pod_manifest_path is not None:
             spawn(asyncio.create_task(self._watch_static(), name="kubelet-static-pods"))
         if self.client is not None:
-            spawn(asyncio.create_task(self._sync_mirrors(), name="kubelet-mirrors"))
-            spawn(asyncio.create_task(self._node_status_loop(), name="kubelet-node-status"))
-            spawn(asyncio.create_task(self._lease_loop(), name="kubelet-lease"))
-            spawn(asyncio.create_task(self._mark_api_synced(), name="kubelet-api-sync"))
+            # in the background: with kubeadm the API server is one of our static pods, so it may not answer yet
+            spawn(asyncio.create_task(self._connect(stop, runtime_version), name="kubelet-connect"))
         log.info("kubelet %s ready in %.2fs (node IP %s, port %d)", self.config.node_name, time.monotonic() - started,
                  self.node_ip, self.port)
         self.ready.set()
@@ -528,6 +543,29 @@ class Kubelet:
             await stop.wait()
         finally:
             await self.shutdown()
+
+    async def _connect(self, stop: asyncio.Event, runtime_version: str) -> None:
+        """Register the Node (when asked to), then follow the API server: pods, services, our Node."""
+        assert self.client is not None and self.informers is not None
+        spawn = self._tasks.append
+        if self.config.register_node:
+            self.node_agent = NodeAgent(self.client, self.config, self.node_ip, socket.gethostname(), self.machine,
+                                        self.port)
+            self.node_agent.runtime_version = runtime_version
+            await self._register(stop)
+            self._set_pod_cidr(self.pod_cidr)
+        self.pod_informer = self.informers.informer(PODS, field_selector=f"spec.nodeName={self.config.node_name}")
+        self.pod_informer.add_handler(EventHandler(on_add=self._on_api_pod, on_update=lambda _o, n: self._on_api_pod(n),
+                                                   on_delete=self._on_api_pod_deleted))
+        self.service_informer = self.informers.informer(SERVICES)
+        self.node_informer = self.informers.informer(NODES, field_selector=f"metadata.name={self.config.node_name}")
+        self.node_informer.add_handler(EventHandler(on_add=self._on_node, on_update=lambda _o, n: self._on_node(n)))
+        self.informers.start()
+        spawn(asyncio.create_task(self._sync_mirrors(), name="kubelet-mirrors"))
+        spawn(asyncio.create_task(self._mark_api_synced(), name="kubelet-api-sync"))
+        if self.node_agent is not None:
+            spawn(asyncio.create_task(self._node_status_loop(), name="kubelet-node-status"))
+            spawn(asyncio.create_task(self._lease_loop(), name="kubelet-lease"))
 
     async def _mark_api_synced(self) -> None:
         assert self.informers is not None and self.pod_informer is not None

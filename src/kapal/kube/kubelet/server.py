@@ -112,6 +112,7 @@ class KubeletServer:
     def __init__(self, kl: Kubelet) -> None:
         self.kl = kl
         self.runner: web.AppRunner | None = None
+        self.healthz_runner: web.AppRunner | None = None
         self._auth_cache: dict[tuple[Any, ...], tuple[float, bool, str]] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -129,6 +130,10 @@ class KubeletServer:
             app.router.add_route("*", f"/{verb}/{{ns}}/{{pod}}/{{uid}}/{{container}}", self.exec_attach)
         app.router.add_route("*", "/portForward/{ns}/{pod}", self.port_forward)
         app.router.add_route("*", "/portForward/{ns}/{pod}/{uid}", self.port_forward)
+        if self.kl.stats is not None:
+            from .stats import add_routes
+
+            add_routes(app, self.kl.stats)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
         await self.runner.setup()
         ctx = await asyncio.to_thread(serving_ssl, self.kl)
@@ -138,10 +143,19 @@ class KubeletServer:
         sockets = site._server.sockets  # type: ignore[union-attr]
         return int(sockets[0].getsockname()[1])
 
+    async def start_healthz(self, address: str, port: int) -> None:
+        """Plain HTTP GET /healthz -> ok (kubeadm's kubelet-check polls 127.0.0.1:10248)."""
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        self.healthz_runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await self.healthz_runner.setup()
+        await web.TCPSite(self.healthz_runner, address, port, reuse_address=True).start()
+
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        for runner in (self.runner, self.healthz_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self.runner = self.healthz_runner = None
 
     # ---- authn/authz -------------------------------------------------------------------------------------------
 
