@@ -371,13 +371,15 @@ class Scheduler:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Schedule until cancelled (or `stop` is set)."""
         self.register_handlers()
-        self.informers.start()
-        await self.informers.wait_for_sync(self.nodes, self.pods, self.namespaces)
-        log.info("scheduler %s: caches synced (%d nodes, %d pods)", self.settings.scheduler_name,
-                 len(self.nodes.indexer), len(self.pods.indexer))
-        housekeeping = asyncio.create_task(self._housekeeping())
+        housekeeping: asyncio.Task[None] | None = None
+        pop: asyncio.Future[Any] | None = None
         stopper = asyncio.create_task(stop.wait()) if stop is not None else None
         try:
+            self.informers.start()
+            await self.informers.wait_for_sync(self.nodes, self.pods, self.namespaces)
+            log.info("scheduler %s: caches synced (%d nodes, %d pods)", self.settings.scheduler_name,
+                     len(self.nodes.indexer), len(self.pods.indexer))
+            housekeeping = asyncio.create_task(self._housekeeping())
             count = 0
             while True:
                 pop = asyncio.ensure_future(self.queue.pop())
@@ -397,12 +399,10 @@ class Scheduler:
         finally:
             self.unregister_handlers()
             self.queue.close()
-            housekeeping.cancel()
-            if stopper is not None:
-                stopper.cancel()
-            for t in list(self._tasks):
+            others = [t for t in (housekeeping, stopper, pop) if t is not None]
+            for t in [*others, *self._tasks]:
                 t.cancel()
-            await asyncio.gather(housekeeping, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*others, *self._tasks, return_exceptions=True)
             await self.recorder.close()
 
     async def _housekeeping(self) -> None:
