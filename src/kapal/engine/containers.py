@@ -634,18 +634,12 @@ class ContainerManager:
                 {"type": "network", "path": sandbox_path}
             if ns:
                 out.append(ns)
-        pid_mode = hc.get("PidMode") or ""
-        if pid_mode.startswith("container:"):
-            out.append(joined("pid", pid_mode) or {"type": "pid"})
-        elif pid_mode != "host":
-            out.append({"type": "pid"})
-        ipc_mode = hc.get("IpcMode") or ""
-        if ipc_mode.startswith("container:"):
-            out.append(joined("ipc", ipc_mode) or {"type": "ipc"})
-        elif ipc_mode != "host":
-            out.append({"type": "ipc"})
-        if (hc.get("UTSMode") or "") != "host":
-            out.append({"type": "uts"})
+        for kind, key in (("pid", "PidMode"), ("ipc", "IpcMode"), ("uts", "UTSMode")):
+            mode_value = hc.get(key) or ""
+            if mode_value.startswith(("container:", "ns:")):
+                out.append(joined(kind, mode_value) or {"type": kind})
+            elif mode_value != "host":
+                out.append({"type": kind})
         if (hc.get("CgroupnsMode") or "") == "private":
             out.append({"type": "cgroup"})
         return out
@@ -749,7 +743,8 @@ class ContainerManager:
                            "options": ["rbind", "ro", "rprivate"]})
             args = [INIT_PATH, "--", *args]
         namespaces = self._namespaces(c, netns_path)
-        has_uts = any(ns["type"] == "uts" for ns in namespaces)
+        # the hostname is set only in a UTS namespace of the container's own (not a pod's, not the host's)
+        has_uts = any(ns["type"] == "uts" and "path" not in ns for ns in namespaces)
         return build_spec(
             rootfs=c.rootfs,
             args=args,

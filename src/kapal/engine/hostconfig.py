@@ -228,10 +228,17 @@ def validate(hc: dict, body: dict) -> list[str]:
         ("CgroupnsMode", ("", "private", "host")),
     ):
         mode = hc.get(mode_key) or ""
-        if mode in allowed or (mode_key in ("IpcMode", "PidMode") and mode.startswith("container:")):
+        if mode in allowed:
+            continue
+        if mode_key != "CgroupnsMode" and mode.startswith("container:"):
+            continue
+        if mode_key in ("IpcMode", "UTSMode") and mode.startswith("ns:"):
+            if not os.path.exists(mode[3:]):
+                raise Invalid(f"HostConfig.{mode_key} {mode}: no such namespace file")
             continue
         names = ", ".join(repr(a) for a in allowed)
-        raise Unsupported(f"HostConfig.{mode_key} {mode!r} is not supported (one of {names}, or container:<id>)")
+        raise Unsupported(f"HostConfig.{mode_key} {mode!r} is not supported (one of {names}, container:<id>"
+                          f"{', ns:<path>' if mode_key in ('IpcMode', 'UTSMode') else ''})")
     if (hc.get("Isolation") or "default") != "default":
         raise Unsupported(f"isolation {hc['Isolation']!r} is not supported on Linux")
     capabilities(hc)

@@ -5,6 +5,7 @@ init, labels, ulimits, no-new-privileges."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -85,3 +86,36 @@ def test_process_options(docker, busybox, tmp_path, unique):
         assert doc["Mounts"] == [] and doc["State"]["Pid"] == 0
     finally:
         docker("rm", name)
+
+
+def test_joining_namespaces_by_container_and_by_path(docker, busybox, unique, tmp_path):
+    """What the kubelet's pod sandboxes use: NetworkMode ns:<pinned netns file>, and container:<id> for
+    ipc/pid (and network), as `docker run --network container:X` does."""
+    docker_sdk = pytest.importorskip("docker")
+    from kapal.network import netns
+
+    ns_file = tmp_path / "podnet"
+    netns.create(ns_file)
+    first = f"{unique}-first"
+    try:
+        docker("run", "-d", "--name", first, busybox, "sleep", "600")
+        client = docker_sdk.APIClient(base_url=docker.env["DOCKER_HOST"])
+        host = client.create_host_config(network_mode=f"ns:{ns_file}", ipc_mode=f"container:{first}",
+                                         pid_mode=f"container:{first}")
+        cid = client.create_container(busybox, ["sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/ipc; "
+                                                "ps -o comm | grep -c sleep; ls /sys/class/net"],
+                                      host_config=host)["Id"]
+        client.start(cid)
+        assert client.wait(cid)["StatusCode"] == 0
+        net, ipc, sleeps, *links = client.logs(cid).decode().split()
+        client.remove_container(cid)
+        client.close()
+        assert net == f"net:[{os.stat(ns_file).st_ino}]"
+        first_ipc = docker.out("exec", first, "readlink", "/proc/self/ns/ipc")
+        assert ipc == first_ipc and sleeps == "1" and links == ["lo"]
+        shared = docker.out("run", "--rm", "--network", f"container:{first}", busybox, "readlink",
+                            "/proc/self/ns/net")
+        assert shared == docker.out("exec", first, "readlink", "/proc/self/ns/net")
+    finally:
+        docker("rm", "-f", first, check=False)
+        netns.remove(ns_file)
