@@ -24,19 +24,34 @@ kind: Pod
 metadata: {name: sec}
 spec:
   terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: prepare
+    image: bar/busybox:1
+    command: ["sh", "-c", "echo prepared > /work/ready"]
+    volumeMounts: [{name: work, mountPath: /work}]
   containers:
   - name: c
     image: bar/busybox:1
-    command: ["sh", "-c", "echo USER=$USER MODE=$MODE; sleep 3600"]
+    command: ["sh", "-c", "cat /work/ready; echo USER=$USER MODE=$MODE; sleep 3600"]
     env:
     - name: USER
       valueFrom: {secretKeyRef: {name: creds, key: user}}
     envFrom:
     - configMapRef: {name: settings}
-    volumeMounts: [{name: s, mountPath: /etc/creds, readOnly: true}]
+    volumeMounts:
+    - {name: s, mountPath: /etc/creds, readOnly: true}
+    - {name: work, mountPath: /work}
+    - {name: info, mountPath: /etc/podinfo}
   volumes:
   - name: s
     secret: {secretName: creds, defaultMode: 0400}
+  - name: work
+    emptyDir: {medium: Memory, sizeLimit: 8Mi}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
 """
 
 
@@ -167,7 +182,15 @@ def test_secret_volume_env_and_updates(cluster):
     cluster.kubectl("create", "configmap", "settings", "--from-literal=MODE=prod")
     _apply(cluster, SECRET_POD)
     _running(cluster, "sec")
-    assert cluster.kubectl("logs", "sec").stdout == "USER=admin MODE=prod\n"
+    assert cluster.kubectl("logs", "sec").stdout == "prepared\nUSER=admin MODE=prod\n"
+    init = cluster.get("pod", "sec")["status"]["initContainerStatuses"][0]
+    assert init["state"]["terminated"]["reason"] == "Completed"
+    assert cluster.kubectl("exec", "sec", "--", "cat", "/etc/podinfo/name").stdout == "sec"
+    assert cluster.kubectl("exec", "sec", "--", "df", "/work").stdout.split()[-5] == "8192"  # tmpfs of 8Mi
+    token = cluster.kubectl("exec", "sec", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token").stdout
+    assert token.count(".") == 2  # a JWT from the TokenRequest API
+    assert cluster.kubectl("exec", "sec", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+                           ).stdout == "default"
     ls = cluster.kubectl("exec", "sec", "--", "ls", "-L", "/etc/creds").stdout.split()
     assert ls == ["pass", "user"]
     assert cluster.kubectl("exec", "sec", "--", "cat", "/etc/creds/pass").stdout == "one"
@@ -208,6 +231,8 @@ spec:
     assert cluster.container_state("oom")["state"]["terminated"]["exitCode"] == 137
     assert cluster.get("pod", "oom")["status"]["qosClass"] == "Burstable"
     cluster.wait_for("a liveness restart", lambda: cluster.container_state("live").get("restartCount", 0) >= 1)
+    assert cluster.container_state("live")["lastState"]["terminated"]["exitCode"] == 137
+    assert cluster.kubectl("logs", "live", "--previous").returncode == 0
     events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=live", "-o", "json").stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"Unhealthy", "Killing"} <= reasons
@@ -232,7 +257,13 @@ spec:
     image: bar/busybox:1
     command: ["httpd", "-f", "-p", "80", "-h", "/www"]
     readinessProbe: {httpGet: {path: /missing, port: 80}, periodSeconds: 1}
-""")
+    lifecycle:
+      preStop: {exec: {command: ["sh", "-c", "echo stopping > /host/prestop"]}}
+    volumeMounts: [{name: host, mountPath: /host}]
+  volumes:
+  - name: host
+    hostPath: {path: %s, type: DirectoryOrCreate}
+""" % (cluster.workdir / "hostdir"))
     cluster.wait_for("pod gated running", lambda: cluster.pod_phase("gated") == "Running")
     ip = cluster.get("pod", "gated")["status"].get("podIP")
 
@@ -245,6 +276,7 @@ spec:
     ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert ready["Ready"] == "False" and ready["ContainersReady"] == "False"
     cluster.kubectl("delete", "pod", "gated", "--wait=true")
+    assert (cluster.workdir / "hostdir" / "prestop").read_text() == "stopping\n"  # preStop ran before the kill
     cluster.kubectl("delete", "service", "svc")
 
 
