@@ -45,6 +45,19 @@ def controller_uid_index(obj: Obj) -> Iterable[str]:
     return ()
 
 
+CONTROLLER_INDEX = "controller-uid"
+ORPHAN_INDEX = "orphans"
+
+
+def orphan_namespace_index(obj: Obj) -> Iterable[str]:
+    """The namespace of an object no controller owns (adoption candidates)."""
+    meta = obj.get("metadata") or {}
+    if any(ref.get("controller") for ref in meta.get("ownerReferences") or ()):
+        return ()
+    ns = meta.get("namespace")
+    return (ns,) if ns else ()
+
+
 class Indexer:
     def __init__(self) -> None:
         self.items: dict[str, Obj] = {}

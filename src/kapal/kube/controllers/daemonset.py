@@ -15,7 +15,7 @@ from kapal.kube.client.store import NAMESPACE_INDEX, copy_object, object_key
 from kapal.kube.controllers.base import Controller, ControllerContext
 from kapal.kube.controllers.deploymentutil import pod_template_hash, scaled_value, semantic
 from kapal.kube.controllers.expectations import Expectations
-from kapal.kube.controllers.ownership import claim, controller_of, owner_reference
+from kapal.kube.controllers.ownership import candidates, claim, controller_of, owner_reference
 from kapal.kube.controllers.podutil import is_available, is_ready, pod_from_template
 from kapal.kube.meta.selectors import label_selector_from_dict
 
@@ -232,9 +232,7 @@ class DaemonSetController(Controller):
             self.recorder.record(ds, "Warning", "SelectingAll",
                                  "This daemon set is selecting all pods. A non-empty selector is required.")
             return
-        ns = meta["namespace"]
-        candidates = [p for p in self.pods.indexer.by_index(NAMESPACE_INDEX, ns)]
-        pods = await claim(self.client, PODS, ds, selector, candidates)
+        pods = await claim(self.client, PODS, ds, selector, candidates(self.pods, ds))
         if meta.get("deletionTimestamp"):
             return
         current, _ = await self.current_revision(ds)

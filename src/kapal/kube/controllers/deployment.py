@@ -19,7 +19,7 @@ from kapal.kube.client.kinds import DEPLOYMENTS, PODS, REPLICASETS
 from kapal.kube.client.store import NAMESPACE_INDEX, copy_object, object_key
 from kapal.kube.controllers import deploymentutil as du
 from kapal.kube.controllers.base import Controller, ControllerContext
-from kapal.kube.controllers.ownership import claim, controller_of, owner_reference
+from kapal.kube.controllers.ownership import candidates, claim, controller_of, owner_reference
 from kapal.kube.meta.selectors import label_selector_from_dict
 
 Obj = dict[str, Any]
@@ -102,9 +102,7 @@ class DeploymentController(Controller):
                 d["status"] = {**(d.get("status") or {}), "observedGeneration": meta.get("generation")}
                 await self.client.replace_status(DEPLOYMENTS, d)
             return
-        ns = meta["namespace"]
-        candidates = self.sets.indexer.by_index(NAMESPACE_INDEX, ns)
-        rss = await claim(self.client, REPLICASETS, d, selector, candidates)
+        rss = await claim(self.client, REPLICASETS, d, selector, candidates(self.sets, d))
         rss = [copy_object(rs) for rs in rss]
         if meta.get("deletionTimestamp"):
             await self.sync_status_only(d, rss, now)

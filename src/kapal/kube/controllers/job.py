@@ -16,11 +16,11 @@ from typing import Any
 from kapal import errors
 from kapal.kube.client.informer import EventHandler
 from kapal.kube.client.kinds import JOBS, PODS
-from kapal.kube.client.store import NAMESPACE_INDEX, copy_object, object_key
+from kapal.kube.client.store import copy_object, object_key
 from kapal.kube.controllers import jobutil as ju
 from kapal.kube.controllers.base import Controller, ControllerContext
 from kapal.kube.controllers.expectations import Expectations
-from kapal.kube.controllers.ownership import claim, controller_of
+from kapal.kube.controllers.ownership import candidates, claim, controller_of
 from kapal.kube.controllers.podutil import deletion_rank, is_ready, pod_from_template
 from kapal.kube.controllers.replicaset import slow_start
 from kapal.kube.meta.selectors import label_selector_from_dict
@@ -92,13 +92,11 @@ class JobController(Controller):
             self.expectations.forget(key)
             return
         job = copy_object(cached)
-        meta, spec = job["metadata"], job.get("spec") or {}
-        ns = meta["namespace"]
+        spec = job.get("spec") or {}
         now = self.clock.now()
         status = job.setdefault("status", {})
         selector = label_selector_from_dict(spec.get("selector"))
-        candidates = [p for p in self.pods.indexer.by_index(NAMESPACE_INDEX, ns)]
-        pods = await claim(self.client, PODS, job, selector, candidates)
+        pods = await claim(self.client, PODS, job, selector, candidates(self.pods, job))
         if spec.get("podFailurePolicy") and key not in self._warned:
             self._warned.add(key)
             self.recorder.record(job, "Warning", "Unsupported",

@@ -41,6 +41,18 @@ def is_deleting(obj: Obj) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def candidates(informer: Any, owner: Obj) -> list[Obj]:
+    """What `owner` might control: the objects it controls already plus the orphans in its namespace, found
+    through two indexes instead of a walk over the namespace."""
+    from kapal.kube.client.store import CONTROLLER_INDEX, ORPHAN_INDEX, controller_uid_index, orphan_namespace_index
+
+    informer.add_index(CONTROLLER_INDEX, controller_uid_index)
+    informer.add_index(ORPHAN_INDEX, orphan_namespace_index)
+    meta = owner["metadata"]
+    return informer.indexer.by_index(CONTROLLER_INDEX, meta["uid"]) + informer.indexer.by_index(
+        ORPHAN_INDEX, meta.get("namespace", ""))
+
+
 async def claim(client: ApiClient, resource: ResourceType, owner: Obj, selector: LabelSelector, objs: list[Obj],
                 can_adopt: Callable[[], Any] | None = None) -> list[Obj]:
     """The objects `owner` controls after adopting matching orphans and releasing non-matching children."""

@@ -13,7 +13,7 @@ from kapal.kube.client.kinds import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from kapal.kube.client.store import NAMESPACE_INDEX, copy_object, object_key
 from kapal.kube.controllers.base import Controller, ControllerContext
 from kapal.kube.controllers.expectations import Expectations
-from kapal.kube.controllers.ownership import claim, controller_of
+from kapal.kube.controllers.ownership import candidates, claim, controller_of
 from kapal.kube.controllers.podutil import deletion_rank, is_active, is_available, is_ready, pod_from_template
 from kapal.kube.meta.resources import ResourceType
 from kapal.kube.meta.selectors import LabelSelector, Requirement, label_selector_from_dict
@@ -138,13 +138,9 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.forget(key)
             return
-        ns = rs["metadata"]["namespace"]
         needs_sync = self.expectations.satisfied(key) and not rs["metadata"].get("deletionTimestamp")
         selector = selector_of(rs)
-        candidates = [p for p in self.pods.indexer.by_index(NAMESPACE_INDEX, ns) if is_active(p)]
-        mine = [p for p in candidates if (controller_of(p) or {}).get("uid") == rs["metadata"]["uid"]]
-        if needs_sync or len(mine) != len(candidates):
-            mine = await claim(self.client, PODS, rs, selector, candidates)
+        mine = await claim(self.client, PODS, rs, selector, [p for p in candidates(self.pods, rs) if is_active(p)])
         failure: str | None = None
         gone: set[str] = set()
         if needs_sync:
