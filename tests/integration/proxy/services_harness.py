@@ -198,6 +198,29 @@ class Pod:
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return netns.call_in(self.netns, fn, *args)
 
+    def serve_udp(self, port: int) -> None:
+        """A UDP server in the pod answering every datagram with the pod's name."""
+        script = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                  f"s.bind(('0.0.0.0', {port}))\nwhile True:\n    d, a = s.recvfrom(2048)\n"
+                  f"    s.sendto(b'{self.name}', a)\n")
+        self.procs.append(subprocess.Popen(["nsenter", f"--net={self.netns}", sys.executable, "-S", "-c", script],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_until(lambda: self.udp_ask("127.0.0.1", port) == self.name, 10, what=f"UDP server in {self.name}")
+
+    def udp_ask(self, ip: str, port: int, source_port: int = 0, timeout: float = 1.0) -> str:
+        """One datagram from this pod (from `source_port` when given); the answer, or '' when none came."""
+        def ask() -> str:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(timeout)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("0.0.0.0", source_port))
+                try:
+                    s.sendto(b"ping", (ip, port))
+                    return s.recvfrom(2048)[0].decode()
+                except OSError:
+                    return ""
+        return netns.call_in(self.netns, ask)
+
 
 class PodNetwork:
     """A unique bridge with pods that each serve their own name over HTTP on port 8080 (busybox httpd)."""

@@ -176,3 +176,30 @@ def test_health_and_metrics_endpoints(proxy):
         text = r.read().decode()
     assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds " in text
     assert 'kubeproxy_sync_proxy_rules_iptables_total{table="nat"}' in text
+
+
+def test_udp_flow_moves_when_its_endpoint_goes(cluster, pods, proxy):
+    """A UDP flow (same source port) keeps its conntrack entry; the proxy deletes it when the endpoint goes,
+    so the next datagram reaches the new endpoint instead of the old one for the next 120 s."""
+    p = by_name(pods)
+    for name in ("web-a", "web-b"):
+        if not getattr(p[name], "udp", False):
+            p[name].serve_udp(5353)
+            p[name].udp = True
+    udp = [("dns", 53, "UDP")]
+    cluster.apply([service("udp", udp), endpoint_slice("udp", [{"ip": p["web-a"].ip}], [("dns", 5353, "UDP")])])
+    try:
+        ip = cluster_ip(cluster, "udp")
+        client = p["client"]
+        # asked before the rules exist too: the un-NATed entries that leaves are forgotten once they do
+        wait_until(lambda: client.udp_ask(ip, 53, source_port=40053) == "web-a", timeout=10,
+                   what="UDP through the ClusterIP")
+        cluster.apply(endpoint_slice("udp", [{"ip": p["web-a"].ip, "ready": False}, {"ip": p["web-b"].ip}],
+                                     [("dns", 5353, "UDP")]))
+        wait_until(lambda: rules_mentioning(f"-> {p['web-b'].ip}:5353") and
+                   not rules_mentioning(f"-> {p['web-a'].ip}:5353"), what="the switch to web-b")
+        # each question refreshes the flow's conntrack entry: only its removal lets the flow move
+        wait_until(lambda: client.udp_ask(ip, 53, source_port=40053) == "web-b", timeout=10,
+                   what="the UDP flow to move to web-b")
+    finally:
+        delete(cluster, "udp")

@@ -77,10 +77,10 @@ def up(tmp_path_factory):
     procs: list[KapalProcess] = []
     try:
         c.start()
+        c.import_busybox()
         why = c.engine_supports_pods()
         if why:
             pytest.skip(why)
-        c.import_busybox()
         node = c.get("node", c.node, namespace="")
         c.node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
         if not c.runs_services:

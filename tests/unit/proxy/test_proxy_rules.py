@@ -148,3 +148,33 @@ def test_unchanged_update_does_not_dirty():
     p.commit(p.plan(full=True, existing=set()))
     p.update_service(dict(s, metadata={**s["metadata"], "resourceVersion": "9"}))
     assert not p.pending
+
+
+def test_udp_endpoint_changes_name_the_conntrack_flows_to_forget():
+    from kapal.kube.proxy.conntrack import Entry, StaleFlow, Tuple
+
+    p = IptablesProxier(CFG, "n1", iptables=object())  # type: ignore[arg-type]
+    svc = _service("dns", "10.96.0.10", ports=((53, "dns"),))
+    svc["spec"]["ports"][0]["protocol"] = "UDP"
+    p.update_service(svc)
+    p.commit(p.plan(full=True, existing=set()))
+
+    def udp_slice(ips):
+        s = _slice("dns", ips)
+        s["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+        return s
+
+    p.update_slice(udp_slice(["10.244.0.2"]))
+    appeared = p.plan()
+    assert appeared.stale_flows == [StaleFlow("UDP", "10.96.0.10", 53, None)]  # un-NATed flows sent before
+    p.commit(appeared)
+    p.update_slice(udp_slice(["10.244.0.3"]))
+    moved = p.plan()
+    assert moved.stale_flows == [StaleFlow("UDP", "10.96.0.10", 53, "10.244.0.2")]
+    natted = Entry(Tuple("10.244.0.9", "10.96.0.10", 17, 40000, 53), Tuple("10.244.0.2", "10.244.0.9", 17, 5353,
+                                                                             40000))
+    raw = Entry(Tuple("10.244.0.9", "10.96.0.10", 17, 40000, 53), Tuple("10.96.0.10", "10.244.0.9", 17, 53, 40000))
+    assert moved.stale_flows[0].matches(natted) and not moved.stale_flows[0].matches(raw)
+    assert appeared.stale_flows[0].matches(raw) and not appeared.stale_flows[0].matches(natted)
+    tcp = Entry(Tuple("10.244.0.9", "10.96.0.10", 6, 40000, 53), natted.reply)
+    assert not moved.stale_flows[0].matches(tcp)

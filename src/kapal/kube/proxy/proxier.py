@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from kapal.network.iptables import Iptables
 
+from .conntrack import StaleFlow
 from .model import Obj, endpoints_by_port, service_ports, slice_service, usable_endpoints
 from .rules import FILTER, NAT, ChainNames, RuleConfig, ServiceRules, dispatch_chains, render_port, restore_text
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ServiceKey = tuple[str, str]
 ChainKey = tuple[str, str]
+FlowKey = tuple[str, str | None, int]  # (protocol, destination or None for "any local address", port)
 
 
 def _key(obj: Obj) -> ServiceKey:
@@ -46,6 +48,7 @@ class SyncPlan:
     changed: int
     oldest_change: float | None = None  # monotonic time of the oldest change this plan carries
     text: str = field(default="", repr=False)
+    stale_flows: list[StaleFlow] = field(default_factory=list)  # UDP/SCTP conntrack entries to forget afterwards
 
     @property
     def empty(self) -> bool:
@@ -61,6 +64,7 @@ class IptablesProxier:
         self.services: dict[ServiceKey, Obj] = {}
         self.slices: dict[ServiceKey, dict[str, Obj]] = {}
         self.rendered: dict[ServiceKey, ServiceRules] = {}
+        self.flows: dict[ServiceKey, dict[FlowKey, frozenset[str]]] = {}
         self.programmed: dict[ChainKey, list[str]] = {}
         self.dirty: dict[ServiceKey, float] = {}
         self.need_full = True
@@ -111,17 +115,38 @@ class IptablesProxier:
     # --- planning ----------------------------------------------------------------------------------------------
 
     def render_service(self, key: ServiceKey) -> ServiceRules | None:
+        """The Service's rules (None: it has none); also records where its UDP/SCTP traffic may go."""
         svc = self.services.get(key)
-        if svc is None:
-            return None
-        ports = service_ports(svc)
+        ports = service_ports(svc) if svc is not None else []
+        flows: dict[FlowKey, frozenset[str]] = {}
         if not ports:
+            self.flows.pop(key, None)
             return None
         by_port = endpoints_by_port(self.slices.get(key, {}).values())
         out = ServiceRules()
         for sp in ports:
             cluster, local = usable_endpoints(sp, by_port.get((sp.name.port, sp.protocol), []), self.node_name)
             out.extend(render_port(sp, cluster, local, self.names, self.cfg))
+            if sp.protocol != "TCP":
+                flows[(sp.protocol, sp.cluster_ip, sp.port)] = frozenset(e.ip for e in cluster)
+                external = frozenset(e.ip for e in (local if sp.external_local else cluster))
+                if sp.node_port:
+                    flows[(sp.protocol, None, sp.node_port)] = external
+                for ip in sp.external_ips:
+                    flows[(sp.protocol, ip, sp.port)] = external
+        self.flows[key] = flows
+        return out
+
+    def _stale(self, key: ServiceKey, before: dict[FlowKey, frozenset[str]],
+               appeared: bool = False) -> list[StaleFlow]:
+        """Flows to forget: endpoints that went, and (`appeared`) un-NATed flows to addresses that now have
+        endpoints where they had none."""
+        after = self.flows.get(key, {})
+        out = [StaleFlow(proto, dst, port, ip) for (proto, dst, port), ips in before.items()
+               for ip in sorted(ips - after.get((proto, dst, port), frozenset()))]
+        if appeared:
+            out += [StaleFlow(proto, dst, port, None) for (proto, dst, port), ips in after.items()
+                    if ips and dst is not None and not before.get((proto, dst, port))]
         return out
 
     def _dispatch(self) -> dict[ChainKey, list[str]]:
@@ -133,7 +158,8 @@ class IptablesProxier:
         dirty, self.dirty = self.dirty, {}
         oldest = min(dirty.values()) if dirty else None
         if full:
-            self.rendered = {}
+            before = self.flows
+            self.rendered, self.flows = {}, {}
             for key in self.services:
                 rules = self.render_service(key)
                 if rules is not None:
@@ -141,13 +167,17 @@ class IptablesProxier:
             write = {(NAT, c): lines for r in self.rendered.values() for c, lines in r.chains.items()}
             write.update(self._dispatch())
             delete = (existing or set()) - set(write)
+            stale = [f for key, flows in before.items() for f in self._stale(key, flows)]
             return SyncPlan(True, write, delete, len(self.services), len(dirty), oldest,
-                            restore_text(write, sorted(delete)))
+                            restore_text(write, sorted(delete)), stale)
         write: dict[ChainKey, list[str]] = {}
         delete: set[ChainKey] = set()
+        stale: list[StaleFlow] = []
         for key in dirty:
             old = self.rendered.pop(key, None)
+            before = self.flows.get(key, {})
             new = self.render_service(key)
+            stale += self._stale(key, before, appeared=True)
             if new is not None:
                 self.rendered[key] = new
             new_chains = new.chains if new is not None else {}
@@ -161,7 +191,7 @@ class IptablesProxier:
             if self.programmed.get(ck) != lines:
                 write[ck] = lines
         return SyncPlan(False, write, delete, len(self.services), len(dirty), oldest,
-                        restore_text(write, sorted(delete)))
+                        restore_text(write, sorted(delete)), stale)
 
     # --- the kernel --------------------------------------------------------------------------------------------
 
@@ -171,11 +201,21 @@ class IptablesProxier:
                 if self.names.owns(table, c)}
 
     def apply(self, plan: SyncPlan) -> None:
-        """Blocking: one iptables-restore, then the jumps from the built-in chains (full syncs only)."""
+        """Blocking: one iptables-restore, the jumps from the built-in chains (full syncs only), then the
+        conntrack entries of UDP/SCTP flows whose endpoint went (best effort: the rules are what matters)."""
         if plan.text:
             self.iptables.restore(plan.text)
         if plan.full:
             self.ensure_jumps()
+        if plan.stale_flows:
+            from .conntrack import clear
+
+            try:
+                n = clear(plan.stale_flows)
+                log.debug("forgot %d conntrack entries of removed UDP/SCTP endpoints", n)
+            except OSError as e:
+                log.warning("cannot clear conntrack entries of removed endpoints (%s); their flows time out "
+                            "instead", e)
 
     def ensure_jumps(self) -> None:
         for table, chain, rule in reversed(self.names.jumps(self.cfg)):
