@@ -284,8 +284,8 @@ def main() -> int:
                 time.sleep(0.1)
             cluster_names = [f"svc-{random.randrange(n)}.{NS}.svc.cluster.local" for _ in range(200)]
             outside = ["kubernetes.io"]
-            print(f"\n3. DNS queries/s ({args.queries} queries per row, one Python client, window = queries in "
-                  "flight):")
+            print(f"\n3. DNS queries/s ({args.queries} queries per kapal row, up to 1000 for the host's; one Python "
+                  "client; window = queries in flight):")
             targets = [("kapal dns, cluster names", ("127.0.0.1", port), cluster_names),
                        ("kapal dns, outside name (cached)", ("127.0.0.1", port), outside)]
             if host:
@@ -295,7 +295,9 @@ def main() -> int:
             results: dict[tuple[str, int], float] = {}
             for window in (1, 8, 64):
                 for label, where, qnames in targets:
-                    rate, failed, answer = asyncio.run(qps(where, qnames, args.queries, window))
+                    # the host's resolver may drop queries (each costs the 1 s timeout): ask it fewer
+                    count = args.queries if where[0] == "127.0.0.1" else min(args.queries, 1000)
+                    rate, failed, answer = asyncio.run(qps(where, qnames, count, window))
                     results[(label, window)] = rate
                     print(f"   window {window:2d}  {label:<34} {rate:8.0f} q/s  median answer "
                           f"{answer * 1000:6.2f} ms  ({failed} lost or failed)")
