@@ -203,17 +203,23 @@ class Kubelet:
                 return
         meta = target["metadata"]
         old = target.get("status") or {}
-        body = dict(status)
-        for key in ("reason", "message", "podIP", "podIPs", "nominatedNodeName"):
-            if key in old and key not in body and key != "nominatedNodeName":
-                body[key] = None
+        # a JSON patch that first tests the UID: a status never lands on a newer pod that took the same name
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": meta["uid"]}]
+        if not isinstance(target.get("status"), dict):
+            ops.append({"op": "add", "path": "/status", "value": {}})
+        ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in status.items()]
+        ops += [{"op": "remove", "path": f"/status/{key}"} for key in ("reason", "message", "podIP", "podIPs")
+                if key in old and key not in status]
         try:
-            updated = await self.client.patch(PODS, meta["name"], {"status": body}, meta.get("namespace"),
-                                              subresource="status")
-            if worker.source == "api" and updated.get("metadata", {}).get("uid") == worker.uid:
+            updated = await self.client.patch(PODS, meta["name"], ops, meta.get("namespace"), subresource="status",
+                                              patch_type="json")
+            if worker.source == "api":
                 worker.pod = {**worker.pod, "status": updated.get("status") or status}
         except errors.NotFound:
             pass
+        except errors.Invalid as e:  # the test op failed: another pod has the name now, or a field went away
+            log.info("pod %s: status not written: %s", pod_key(target), e)
+            worker.last_status = None
 
     async def delete_pod_object(self, pod: dict[str, Any]) -> None:
         if self.client is None:
