@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from kapal.cli.controlplane import _bool, _duration, _logging, _run
 
@@ -21,7 +22,7 @@ def _list(text: str) -> list[str]:
 
 # --- proxy -----------------------------------------------------------------------------------------------------------
 
-def proxy_main(argv: list[str]) -> int:
+def _proxy_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kapal proxy", description="Program Services into iptables (kube-proxy).")
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig with the proxy's identity (required)")
     p.add_argument("--hostname-override", default="", help="this node's name (default: the host name)")
@@ -50,29 +51,20 @@ def proxy_main(argv: list[str]) -> int:
     p.add_argument("--cleanup", action="store_true", help="remove the proxy's iptables rules and exit")
     p.add_argument("--config", help="not supported: KubeProxyConfiguration files")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
-    args = p.parse_args(argv)
-    if args.config:
-        print("kapal proxy: --config (KubeProxyConfiguration) is not supported; use the flags", file=sys.stderr)
-        return 2
-    if args.proxy_mode not in ("", "iptables"):
-        print(f"kapal proxy: --proxy-mode={args.proxy_mode} is not supported; use iptables", file=sys.stderr)
-        return 2
-    _logging(args.verbosity)
-    from kapal import errors
-    from kapal.kube.proxy.app import ProxyConfig, cleanup_rules, run_proxy
+    return p
 
-    if args.cleanup:
-        try:
-            removed = cleanup_rules(args.chain_prefix)
-        except (errors.KapalError, ValueError) as e:
-            print(f"kapal proxy: {e}", file=sys.stderr)
-            return 1
-        for chain in removed:
-            print(f"removed {chain}")
-        return 0
-    if args.kubeconfig is None:
-        print("kapal proxy: --kubeconfig is required", file=sys.stderr)
-        return 2
+
+def proxy_config(args: argparse.Namespace) -> Any:
+    """The ProxyConfig the flags ask for; errors.Unsupported/Invalid name the flag that cannot be honoured."""
+    from kapal import errors
+    from kapal.kube.proxy.app import ProxyConfig
+
+    if args.config:
+        raise errors.Unsupported("--config (KubeProxyConfiguration) is not supported; use the flags")
+    if args.proxy_mode not in ("", "iptables"):
+        raise errors.Unsupported(f"--proxy-mode={args.proxy_mode} is not supported; use iptables")
+    if args.kubeconfig is None and not args.cleanup:
+        raise errors.Invalid("--kubeconfig is required")
     config = ProxyConfig(
         kubeconfig=args.kubeconfig, hostname_override=args.hostname_override, cluster_cidr=args.cluster_cidr,
         masquerade_all=args.masquerade_all, nodeport_addresses=tuple(args.nodeport_addresses),
@@ -80,11 +72,31 @@ def proxy_main(argv: list[str]) -> int:
         masquerade_bit=args.iptables_masquerade_bit, localhost_nodeports=args.iptables_localhost_nodeports,
         healthz_bind_address=args.healthz_bind_address, metrics_bind_address=args.metrics_bind_address,
         chain_prefix=args.chain_prefix, kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst)
+    config.rule_config()
+    return config
+
+
+def proxy_main(argv: list[str]) -> int:
+    from kapal import errors
+
+    args = _proxy_parser().parse_args(argv)
     try:
-        config.rule_config()
+        config = proxy_config(args)
     except errors.KapalError as e:
         print(f"kapal proxy: {e}", file=sys.stderr)
         return 2
+    _logging(args.verbosity)
+    from kapal.kube.proxy.app import cleanup_rules, run_proxy
+
+    if args.cleanup:
+        try:
+            removed = cleanup_rules(args.chain_prefix)
+        except errors.KapalError as e:
+            print(f"kapal proxy: {e}", file=sys.stderr)
+            return 1
+        for chain in removed:
+            print(f"removed {chain}")
+        return 0
     return _run("proxy", lambda stop: run_proxy(config, stop))
 
 
