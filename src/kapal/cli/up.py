@@ -292,6 +292,37 @@ async def _wait_node_ready(kubelets: list, stop) -> float:  # type: ignore[no-un
     return time.monotonic()
 
 
+async def _optional(what: str, coro) -> None:  # type: ignore[no-untyped-def]
+    """A component the cluster can live without: its failure is reported, not fatal."""
+    import logging
+
+    from kapal import errors
+
+    try:
+        await coro
+    except errors.KapalError as e:
+        logging.getLogger("kapal.up").error("%s is not running: %s", what, e)
+    except Exception:
+        logging.getLogger("kapal.up").exception("%s is not running", what)
+
+
+async def _dns_with_fallback(config, stop, client, informers) -> None:  # type: ignore[no-untyped-def]
+    """Cluster DNS on the node's port 53, or on any free port when 53 is taken (the Service points at it)."""
+    import logging
+    from dataclasses import replace
+
+    from kapal import errors
+    from kapal.kube.dns.app import run_dns
+
+    try:
+        await run_dns(config, stop, client=client, informers=informers)
+    except errors.FailedPrecondition as e:
+        if config.port == 0:
+            raise
+        logging.getLogger("kapal.up").warning("cluster DNS: %s; using a free port instead", e)
+        await run_dns(replace(config, port=0, state={}), stop, client=client, informers=informers)
+
+
 async def _up(args: argparse.Namespace, layout: Layout) -> int:
     import asyncio
     import ipaddress
@@ -353,7 +384,7 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         from kapal.kube.client.client import ApiClient
         from kapal.kube.client.config import ClientConfig
         from kapal.kube.client.informer import InformerFactory
-        from kapal.kube.dns.app import DnsConfig, run_dns
+        from kapal.kube.dns.app import DnsConfig
         from kapal.kube.kubelet.kubelet import node_address
         from kapal.kube.pki import load_kubeconfig
         from kapal.kube.proxy.app import ProxyConfig, run_proxy
@@ -367,8 +398,9 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         dns = DnsConfig(listen_address=node_ip, port=args.dns_port, publish=True, service_ip=dns_ip, node_name=node,
                         metrics_bind_address="", health_bind_address="", ready_bind_address="")
         components = {
-            "proxy": run_proxy(proxy, stop, client=services_client, informers=shared),
-            "dns": run_dns(dns, stop, client=services_client, informers=shared),
+            "proxy": _optional("the Service proxy", run_proxy(proxy, stop, client=services_client,
+                                                                informers=shared)),
+            "dns": _optional("cluster DNS", _dns_with_fallback(dns, stop, services_client, shared)),
             "controller-manager": run_controller_manager(cm, stop),
             "scheduler": run_scheduler(sched, stop),
             "kubelet": run_kubelet(kubelet_config, stop, on_ready=kubelets.append),
