@@ -319,3 +319,27 @@ def test_limit_ranges_and_quotas(api):
         'pods "c" is forbidden: exceeded quota: q, requested: pods=1,requests.cpu=100m, used: '
         "pods=2,requests.cpu=200m, limited: pods=2,requests.cpu=250m")
     core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="one")))
+
+
+def test_new_workloads_carry_go_zero_counters_and_ready_nodes_no_taints(api, ns):
+    """Typed clients refuse a ReplicaSet or DaemonSet status without its required counters."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api)
+    rs = _deployment("zero-rs")
+    rs["kind"] = "ReplicaSet"
+    created = apps.create_namespaced_replica_set(ns, rs)
+    assert created.status.replicas == 0
+    ds = _deployment("zero-ds")
+    ds["kind"] = "DaemonSet"
+    del ds["spec"]["replicas"]
+    created = apps.create_namespaced_daemon_set(ns, ds)
+    assert (created.status.number_ready, created.status.desired_number_scheduled) == (0, 0)
+    core = client.CoreV1Api(api)
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "zero-node"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    try:
+        raw = core.create_node(node, _preload_content=False)
+        assert "taints" not in json.loads(raw.data).get("spec", {})
+    finally:
+        core.delete_node("zero-node")

@@ -313,10 +313,9 @@ def _default_tolerations(pod: dict[str, Any]) -> None:
 
 
 def _taint_not_ready(node: dict[str, Any]) -> None:
-    spec = node.setdefault("spec", {})
-    taints = spec.setdefault("taints", [])
     ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
     if ready is not None and ready.get("status") == "True":
         return
+    taints = node.setdefault("spec", {}).setdefault("taints", [])
     if not any(t.get("key") == "node.kubernetes.io/not-ready" for t in taints):
         taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})

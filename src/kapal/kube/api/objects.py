@@ -65,7 +65,27 @@ def initial_status(r: ResourceType, obj: dict[str, Any]) -> dict[str, Any] | Non
         return {"phase": "Pending"}
     if key == ("", "services"):
         return {"loadBalancer": {}}
-    return {}
+    return _required_zero_counters(r)
+
+
+def _required_zero_counters(r: ResourceType) -> dict[str, Any]:
+    """Go writes required integer status fields even when zero (ReplicaSetStatus.replicas,
+    DaemonSetStatus.numberReady, ...); typed clients refuse a status without them."""
+    from kapal.kube.api import schemas
+
+    try:
+        status = schemas.property_schema(schemas.for_resource(r), "status")
+    except Exception:  # a kind without a schema starts with an empty status
+        return {}
+    if status is None:
+        return {}
+    status = schemas.resolve(status)
+    props = schemas.properties(status)
+    return {
+        name: 0
+        for name in status.get("required") or ()
+        if "integer" in schemas.types(schemas.resolve(props.get(name) or {}))
+    }
 
 
 def qos_class(spec: dict[str, Any]) -> str:
