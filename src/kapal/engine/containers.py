@@ -567,9 +567,7 @@ class ContainerManager:
         os.replace(tmp, upper / "etc/hosts")
 
     def _drop_snapshots(self, cid: str) -> None:
-        for key in (cid, f"{cid}-init", f"{cid}-init-prep"):
-            if self.engine.snapshots.exists(key):
-                self.engine.snapshots.remove(key)
+        self.engine.snapshots.remove_chain([cid, f"{cid}-init", f"{cid}-init-prep"])
 
     # ------------------------------------------------------------ start
 
@@ -651,9 +649,11 @@ class ContainerManager:
         mode = net["mode"]
         ports = parse_port_bindings(hc.get("PortBindings")) if mode == "bridge" else ()
         sandbox = None
+        marks = [("begin", time.perf_counter())]
         if mode in ("bridge", "none"):
             sandbox = self.networks.sandbox(mode, ports)
             net["sandbox"] = sandbox.to_record()
+        marks.append(("network", time.perf_counter()))
         try:
             att = sandbox.attachment if sandbox else None
             init_upper = self.engine.snapshots.upper_dir(f"{c.id}-init")
@@ -662,8 +662,10 @@ class ContainerManager:
             c.rootfs.mkdir(exist_ok=True)
             if not _mount.is_mounted(str(c.rootfs)):
                 _mount.mount_all(self.engine.snapshots.mounts(c.id), str(c.rootfs))
+            marks.append(("rootfs", time.perf_counter()))
             spec = self._spec(c, sandbox.netns if sandbox else None)
             (c.dir / "config.json").write_text(json.dumps(spec))
+            marks.append(("spec", time.perf_counter()))
             for stale in ("exit.json", "shim.pid"):
                 (c.dir / stale).unlink(missing_ok=True)
             max_size, max_file = hostconfig.log_options(hc)
@@ -690,6 +692,10 @@ class ContainerManager:
             except ShimError as e:
                 self.runtime.delete(c.id, force=True)
                 raise FailedPrecondition(_runtime_message(str(e))) from None
+            marks.append(("shim+runtime", time.perf_counter()))
+            if log.isEnabledFor(logging.DEBUG):
+                steps = ", ".join(f"{name} {(t - marks[i][1]) * 1000:.1f} ms" for i, (name, t) in enumerate(marks[1:]))
+                log.debug("started %s: %s", c.id[:12], steps)
         except BaseException:
             _mount.unmount(str(c.rootfs), detach=True)
             net.pop("sandbox", None)
@@ -1102,7 +1108,8 @@ class ContainerManager:
                 return
             c.removed = True
             _mount.unmount(str(c.rootfs), detach=True)
-            self.runtime.delete(c.id, force=True)
+            if self.runtime.known(c.id):  # the shim deletes what it ran; this is for a start cut short
+                self.runtime.delete(c.id, force=True)
             self.networks.release(c.private["network"].pop("sandbox", None), wait=True)
             self._drop_snapshots(c.id)
             with self._lock:

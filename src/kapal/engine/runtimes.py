@@ -34,6 +34,7 @@ class ContainerRuntime(Protocol):
     ) -> int: ...
     def delete(self, cid: str, force: bool = False) -> None: ...
     def state(self, cid: str) -> dict: ...
+    def known(self, cid: str) -> bool: ...
 
 
 def become_subreaper() -> None:
@@ -103,6 +104,10 @@ class OciCliRuntime:
 
     def delete(self, cid: str, force: bool = False) -> None:
         self._run("delete", *(["--force"] if force else []), cid, check=False)
+
+    def known(self, cid: str) -> bool:
+        """Whether the runtime has state for the container (runc-style runtimes keep <root>/<id>/)."""
+        return (self.root / cid).exists()
 
     def state(self, cid: str) -> dict:
         try:

@@ -237,17 +237,32 @@ class OverlaySnapshotter:
             self._save()
 
     def remove(self, key: str) -> None:
+        self.remove_chain([key])
+
+    def remove_chain(self, keys: list[str]) -> None:
+        """Remove snapshots, children before parents, with one metadata write (a container's rw, init and
+        init-prep snapshots go together); keys that do not exist are skipped, unless there is only one."""
+        doomed: list[Path] = []
         with self._lock:
-            rec = self._get(key)
-            children = [k for k, r in self._meta["snapshots"].items() if r["parent"] == key]
-            if children:
-                raise FailedPrecondition(f"snapshot {key} is the parent of {', '.join(sorted(children))}")
-            del self._meta["snapshots"][key]
+            present = [k for k in keys if k in self._meta["snapshots"]]
+            if len(keys) == 1 and not present:
+                self._get(keys[0])
+            for key in present:
+                children = [k for k, r in self._meta["snapshots"].items() if r["parent"] == key]
+                if children:
+                    raise FailedPrecondition(f"snapshot {key} is the parent of {', '.join(sorted(children))}")
+                rec = self._meta["snapshots"].pop(key)
+                doomed.append(self.root / rec["id"])
+            if not doomed:
+                return
             self._save()
-            path = self.root / rec["id"]
-            doomed = self.root / f"{rec['id']}-removing"
-            os.rename(path, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+            moved = []
+            for path in doomed:
+                target = path.with_name(f"{path.name}-removing")
+                os.rename(path, target)
+                moved.append(target)
+        for path in moved:
+            shutil.rmtree(path, ignore_errors=True)
 
     def stat(self, key: str) -> SnapshotInfo:
         with self._lock:
