@@ -34,7 +34,14 @@ async def image_create(request: web.Request) -> web.StreamResponse:
             raise Unsupported(f"pulling for platform {q.get('platform')!r} is not supported")
         creds = Credentials.from_x_registry_auth(request.headers.get("X-Registry-Auth"))
         tag = q.get("tag", "")
-        return await stream_job(request, lambda emit: engine.pull(from_image, tag, creds, emit))
+
+        def pull(emit) -> str:
+            image_id = engine.pull(from_image, tag, creds, emit)
+            name = f"{from_image}:{tag}" if tag and not tag.startswith("sha256:") else from_image
+            engine.events.emit("image", "pull", name, {"name": from_image})
+            return image_id
+
+        return await stream_job(request, pull)
     if from_src:
         if from_src != "-":
             raise Unsupported("importing from a URL is not supported: use `import FILE` or stdin (fromSrc=-)")
@@ -44,6 +51,7 @@ async def image_create(request: web.Request) -> web.StreamResponse:
         def do_import(emit) -> str:
             image_id = engine.import_image(reader, q.get("repo", ""), q.get("tag", ""), q.get("message", ""), changes)
             emit({"status": image_id})
+            engine.events.emit("image", "import", image_id, {"name": q.get("repo", "")})
             return image_id
 
         return await stream_job(request, do_import)
@@ -71,6 +79,8 @@ async def image_tag(request: web.Request) -> web.StreamResponse:
     if not repo:
         raise Invalid("repository name must be given (repo=…)")
     await in_thread(request, engine.tag, request.match_info["name"], repo, request.query.get("tag", ""))
+    tag = request.query.get("tag") or "latest"
+    engine.events.emit("image", "tag", request.match_info["name"], {"name": f"{repo}:{tag}"})
     return web.Response(status=201)
 
 
@@ -78,12 +88,21 @@ async def image_push(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     creds = Credentials.from_x_registry_auth(request.headers.get("X-Registry-Auth"))
     name, tag = request.match_info["name"], request.query.get("tag", "")
-    return await stream_job(request, lambda emit: engine.push(name, tag, creds, emit))
+
+    def push(emit) -> str:
+        digest = engine.push(name, tag, creds, emit)
+        engine.events.emit("image", "push", f"{name}:{tag}" if tag else name, {"name": name})
+        return digest
+
+    return await stream_job(request, push)
 
 
 async def image_delete(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     result = await in_thread(request, engine.remove_image, request.match_info["name"], flag(request, "force"))
+    for item in result:
+        for action, ident in item.items():
+            engine.events.emit("image", action.lower(), ident, {"name": request.match_info["name"]})
     return json_response(result)
 
 

@@ -28,6 +28,7 @@ async def volume_create(request: web.Request) -> web.StreamResponse:
             options=body.get("DriverOpts") or None,
         ),
     )
+    engine.events.emit("volume", "create", vol.name, {"driver": "local"})
     return json_response(vol.to_docker(), status=201)
 
 
@@ -40,6 +41,7 @@ async def volume_inspect(request: web.Request) -> web.StreamResponse:
 async def volume_delete(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     await in_thread(request, engine.volume_remove, request.match_info["name"], flag(request, "force"))
+    engine.events.emit("volume", "destroy", request.match_info["name"], {"driver": "local"})
     return web.Response(status=204)
 
 
