@@ -40,6 +40,17 @@ def test_cpu_pids_and_block_io_limits(docker, busybox):
     assert r.returncode == 0  # a kernel without io weights: Docker's warning, not an error
 
 
+def test_out_of_memory_is_recorded(docker, busybox, unique):
+    name = f"{unique}-oom"
+    r = docker("run", "--name", name, "-m", "16m", "--memory-swap", "16m", busybox, "sh", "-c", "tail /dev/zero",
+               check=False)
+    try:
+        assert r.returncode == 137
+        assert docker.out("inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", name) == "true 137"
+    finally:
+        docker("rm", name)
+
+
 def test_security_defaults_and_options(docker, busybox, tmp_path):
     caps = dict(line.split(":\t") for line in docker.out("run", "--rm", busybox, "grep", "Cap", "/proc/self/status")
                 .splitlines())
