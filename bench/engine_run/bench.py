@@ -57,12 +57,12 @@ def timed(argv: list[str], env: dict | None = None) -> float:
 
 
 class Engine:
-    def __init__(self, base: Path, bridge: str, bip: str, lxcfs_dir: Path | None) -> None:
+    def __init__(self, base: Path, bridge: str, bip: str, lxcfs_dir: Path | None, runtime: str) -> None:
         self.base = base
         self.sock = base / "engine.sock"
         self.host = f"unix://{self.sock}"
         args = [str(KAPAL), "engine", "--data-root", str(base / "data"), "-H", self.host, "--bridge", bridge,
-                "--bip", bip, "--log-level", "warning"]
+                "--bip", bip, "--runtime", runtime, "--log-level", "warning"]
         args += ["--lxcfs-dir", str(lxcfs_dir)] if lxcfs_dir else ["--no-lxcfs"]
         self.log = open(base / "engine.log", "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -104,6 +104,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="counted rounds (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up rounds (default 3)")
     parser.add_argument("--detached", type=int, default=50, help="containers for the run -d series (default 50)")
+    parser.add_argument("--runtime", default="runc", help="the engine's OCI runtime (default runc)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("engine_run: needs root", file=sys.stderr)
@@ -119,7 +120,7 @@ def main() -> int:
     engine = None
     podman_base: list[str] = []
     try:
-        engine = Engine(base, bridge, bip, base / "lxcfs" if lxcfs else None)
+        engine = Engine(base, bridge, bip, base / "lxcfs" if lxcfs else None, args.runtime)
         tar = base / "busybox.tar"
         tar.write_bytes(busybox_rootfs_tar())
         image = "kbench/busybox:1"
@@ -148,8 +149,8 @@ def main() -> int:
                 if i >= args.warmup:
                     times[name].append(elapsed)
         med = {name: statistics.median(v) for name, v in times.items()}
-        print(f"engine_run: `run --rm IMAGE true` (busybox, bridge network), {args.runs} interleaved rounds after "
-              f"{args.warmup} warm-up rounds; wall time in ms")
+        print(f"engine_run: `run --rm IMAGE true` (busybox, bridge network, engine runtime {args.runtime}), "
+              f"{args.runs} interleaved rounds after {args.warmup} warm-up rounds; wall time in ms")
         print(f"  {'client → engine':30s} {'median':>8s} {'p25':>8s} {'min':>8s} {'max':>8s}")
         for name, values in times.items():
             p25 = statistics.quantiles(values, n=4)[0] if len(values) > 1 else values[0]

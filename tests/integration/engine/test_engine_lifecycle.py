@@ -164,6 +164,22 @@ def test_exec_it_sees_the_terminal_size_and_its_changes(docker, busybox, unique)
         docker("rm", "-f", name, check=False)
 
 
+def test_run_it_follows_the_terminal_size_and_winch_is_not_a_kill(docker, busybox, unique):
+    name = f"{unique}-runtty"
+    session = PtySession([docker.binary, "run", "-it", "--rm", "--name", name, busybox, "sh"], docker.env,
+                         rows=31, cols=101)
+    session.read_until(r"[#$] ")
+    session.send("stty size")
+    session.read_until(r"31 101\r\n")
+    session.resize(42, 121)  # the CLI sends kill?signal=WINCH and resize
+    time.sleep(0.5)
+    session.send("stty size")
+    session.read_until(r"42 121\r\n")
+    session.send("exit 4")
+    assert session.wait() == 4
+    assert docker("inspect", name, check=False).returncode == 1  # --rm removed it
+
+
 def test_cp_both_ways(docker, busybox, unique, tmp_path):
     name = f"{unique}-cp"
     docker("run", "-d", "--name", name, "-v", "/data", busybox, "sleep", "600")
