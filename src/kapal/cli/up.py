@@ -246,8 +246,8 @@ class EngineChild:
         if self.proc is None or self.proc.returncode is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 30)
+        try:  # with live restore nothing is lost by not waiting long: containers stay, the next engine adopts them
+            await asyncio.wait_for(self.proc.wait(), 5)
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()

@@ -153,6 +153,34 @@ spec:
             pf.wait(10)
 
 
+def test_containers_of_a_pod_share_network_ipc_and_uts(cluster):
+    _apply(cluster, """apiVersion: v1
+kind: Pod
+metadata: {name: duo}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: bar/busybox:1
+    command: ["sh", "-c", "echo shared > /dev/shm/note; httpd -f -p 127.0.0.1:8080 -h /dev/shm"]
+  - {name: b, image: bar/busybox:1, command: ["sleep", "3600"]}
+""")
+    _running(cluster, "duo")
+
+    def ns(container: str) -> list[str]:
+        out = cluster.kubectl("exec", "duo", "-c", container, "--", "sh", "-c",
+                              "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done; hostname").stdout
+        return out.split()
+
+    a, b = ns("a"), ns("b")
+    assert a[:3] == b[:3] and a[3] != b[3]  # net, ipc, uts shared; each its own pid namespace
+    assert a[4] == b[4] == "duo"
+    assert cluster.kubectl("exec", "duo", "-c", "b", "--", "cat", "/dev/shm/note").stdout == "shared\n"
+    assert cluster.kubectl("exec", "duo", "-c", "b", "--", "wget", "-qO-", "http://127.0.0.1:8080/note").stdout == \
+        "shared\n"
+    cluster.kubectl("delete", "pod", "duo", "--wait=false")
+
+
 def test_python_client_exec_and_logs(cluster):
     from kubernetes import client, config
     from kubernetes.stream import stream
