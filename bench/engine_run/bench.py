@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--detached", type=int, default=50, help="containers for the run -d series (default 50)")
     parser.add_argument("--runtime", default="runc", help="the engine's OCI runtime (default runc)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a kill: clean up all the same
     if os.geteuid() != 0:
         print("engine_run: needs root", file=sys.stderr)
         return 1
