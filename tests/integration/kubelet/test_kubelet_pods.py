@@ -181,6 +181,14 @@ spec:
     cluster.kubectl("delete", "pod", "duo", "--wait=false")
 
 
+@pytest.mark.parametrize("version", ["1.33", "1.27"])
+def test_run_interactive_attaches(cluster, version):
+    name = f"ia{version.replace('.', '')}"
+    r = cluster.kubectl("run", "-i", "--rm", name, f"--image={IMAGE}", "--restart=Never", "--", "sh",
+                        version=version, input="echo from-$((6*7))\nexit 0\n", timeout=90)
+    assert "from-42" in r.stdout and f'pod "{name}" deleted' in r.stdout
+
+
 def test_python_client_exec_and_logs(cluster):
     from kubernetes import client, config
     from kubernetes.stream import stream
