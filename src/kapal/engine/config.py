@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .client import DEFAULT_HOST
+
 DEFAULT_DATA_ROOT = Path("/var/lib/kapal/engine")
-DEFAULT_HOST = "unix:///run/kapal/docker.sock"
 API_VERSION = "1.47"
 MIN_API_VERSION = "1.24"
 

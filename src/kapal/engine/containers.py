@@ -9,6 +9,21 @@ Each running container has a shim (shim.py) that holds its stdio, writes its jso
 records its exit; the engine keeps one connection per shim for output (attach, logs -f) and the exit.
 With live restore (the default) containers outlive the engine: the next engine reconnects to their
 shims, or reads the exit the shim recorded.
+
+In-process use (what `kapal engine` wires in daemon.build_containers): every method is synchronous,
+thread-safe, raises kapal.errors and takes Docker API bodies, so the HTTP layer is a thin shell:
+
+    engine = Engine(EngineConfig(data_root=ROOT))
+    mgr = build_containers(engine, config)            # or ContainerManager(engine, OciCliRuntime(...), ...)
+    cid = mgr.create({"Image": "bb:1", "Cmd": ["sh"], "HostConfig": {
+        "NetworkMode": "ns:/path/to/pinned/netns",   # a pod sandbox's namespaces, joined by path
+        "IpcMode": "ns:/path/ipc", "UTSMode": "ns:/path/uts", "CgroupParent": "/kubepods/pod<uid>"}},
+        name="k8s_c_pod")["Id"]
+    mgr.attach(cid, Attacher(on_data, on_close)); mgr.start(cid); mgr.wait(cid, "next-exit")
+    mgr.logs(cid, follow=True) -> (stream, bytes, time_ns)...; mgr.execs.create/start; mgr.stop/kill/remove
+    mgr.networks.sandbox("bridge", ports) -> Sandbox(netns path, attachment)   # a pod network of its own
+
+`container:<id>` joins another container's namespace (network, ipc, pid), as Docker does.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import socket
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -86,12 +87,16 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
             "kapal engine: shutting down (%s)",
             "containers keep running: live restore" if config.live_restore else "stopping containers, 10 s grace",
         )
+        t0 = time.monotonic()
         await loop.run_in_executor(None, manager.shutdown)
+        t1 = time.monotonic()
         await runner.cleanup()
         try:
             config.socket_path.unlink()
         except FileNotFoundError:
             pass
+        log.info("kapal engine: stopped (containers %.0f ms, API %.0f ms)", (t1 - t0) * 1000,
+                 (time.monotonic() - t1) * 1000)
 
 
 def build_containers(engine: Engine, config: EngineConfig) -> ContainerManager:
