@@ -581,6 +581,7 @@ class Kubelet:
     async def _register(self, stop: asyncio.Event) -> None:
         assert self.node_agent is not None
         delay = 0.2
+        failures = 0
         while not stop.is_set():
             try:
                 node = await self.node_agent.register()
@@ -593,10 +594,12 @@ class Kubelet:
                 await self.node_agent.renew_lease()
                 return
             except errors.KapalError as e:
-                log.warning("registering node %s: %s", self.config.node_name, e)
+                failures += 1
+                (log.warning if failures in (1, 30) or failures % 300 == 0 else log.debug)(
+                    "registering node %s (attempt %d): %s", self.config.node_name, failures, e)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)  # kubeadm: the API server is a static pod coming up meanwhile
 
     async def shutdown(self) -> None:
         """Stop the agent; containers keep running (a new kubelet adopts them)."""
