@@ -28,6 +28,8 @@ Commands:
 
 def _err(message: str) -> int:
     print(message, file=sys.stderr, flush=True)
+    if message.startswith("error execution phase"):
+        print("To see the stack trace of this error execute with --v=5 or higher", file=sys.stderr, flush=True)
     return 1
 
 
@@ -101,6 +103,10 @@ def _run_init(argv: list[str]) -> int:
         cfg = _load(args)
         run_init(InitContext(cfg, skip_token_print=bool(args.skip_token_print)))
     except errors.KapalError as e:
+        if (args.verbosity or 0) >= 5:
+            import traceback
+
+            traceback.print_exc()
         return _err(str(e))
     except OSError as e:
         return _err(f"error: {e}")

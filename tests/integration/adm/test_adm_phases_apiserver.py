@@ -55,13 +55,13 @@ def cluster(tmp_path_factory):
     assert command[:2] == ["kapal", "apiserver"]
     log = open(root / "apiserver.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "kapal.cli.main", *command[1:]], stdout=log, stderr=log, cwd=ROOT)
-    client = ApiClient(ctx.paths.admin_conf)
-    deadline = time.monotonic() + 30
-    while not client.healthy("/readyz"):
-        assert proc.poll() is None, (root / "apiserver.log").read_text()
-        assert time.monotonic() < deadline, "the API server did not become ready"
-        time.sleep(0.1)
     try:
+        client = ApiClient(ctx.paths.admin_conf)
+        deadline = time.monotonic() + 30
+        while not client.healthy("/readyz"):
+            assert proc.poll() is None, (root / "apiserver.log").read_text()
+            assert time.monotonic() < deadline, "the API server did not become ready"
+            time.sleep(0.1)
         yield ctx, client, lines, root
     finally:
         proc.send_signal(signal.SIGTERM)

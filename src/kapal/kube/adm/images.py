@@ -90,16 +90,12 @@ def _has_module(name: str) -> bool:
         return False
 
 
-def kubelet_available() -> bool:
-    return _has_module("kapal.cli.kubelet")
-
-
 def addon_available(component: str) -> bool:
     """kube-proxy and CoreDNS are played by `kapal proxy` and `kapal dns` once this build has them (and adm
     knows how to deploy them)."""
     from .addons import DEPLOYABLE
 
-    module = {KUBE_PROXY: "kapal.cli.proxy", COREDNS: "kapal.cli.dns"}[component]
+    module = {KUBE_PROXY: "kapal.kube.proxy.app", COREDNS: "kapal.kube.dns.app"}[component]
     return component in DEPLOYABLE and _has_module(module)
 
 
@@ -187,14 +183,20 @@ class _LayerWriter:
         return info
 
     def directory(self, path: str, mode: int = 0o755) -> None:
-        if path in ("/", "") or path in self.done:
+        if path in ("/", ""):
+            return
+        parent = os.path.dirname(path)
+        real_parent = os.path.realpath(parent)
+        if real_parent != parent:
+            self.directory(parent)
+            path = os.path.join(real_parent, os.path.basename(path))
+        if path in self.done:
             return
         self.done.add(path)
         self.parents(path)
         if os.path.islink(path):
             self.tar.addfile(self._info(path, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
-            target = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
-            self.directory(target)
+            self.directory(os.path.realpath(path))
         else:
             self.tar.addfile(self._info(path, tarfile.DIRTYPE, mode))
 
@@ -204,6 +206,13 @@ class _LayerWriter:
             self.directory(parent)
 
     def host_file(self, path: str) -> None:
+        """Copy a host file to the same path; a symlinked parent (merged /usr) is kept as a link and the file
+        stored under the directory it points to, so no tar entry goes through a link."""
+        parent = os.path.dirname(path)
+        real_parent = os.path.realpath(parent)
+        if real_parent != parent:
+            self.directory(parent)
+            path = os.path.join(real_parent, os.path.basename(path))
         if path in self.done:
             return
         self.done.add(path)
@@ -237,18 +246,15 @@ def write_layer(fileobj: io.BufferedIOBase, install: PythonInstall, libraries: l
     w = _LayerWriter(fileobj)
     for d, mode in (("/bin", 0o755), ("/etc", 0o755), ("/proc", 0o555), ("/sys", 0o555), ("/dev", 0o755),
                     ("/run", 0o755), ("/var", 0o755), ("/var/run", 0o755), ("/root", 0o700), ("/tmp", 0o1777)):
-        if os.path.islink(d) and d in ("/bin", "/var/run"):
-            w.directory(d)
-        else:
-            w.done.add(d)
-            w.parents(d)
-            w.tar.addfile(w._info(d, tarfile.DIRTYPE, mode))
+        w.directory(d, mode)
     w.text("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     w.text("/etc/group", "root:x:0:\nnogroup:x:65534:\n")
     w.text("/etc/nsswitch.conf", "hosts: files dns\npasswd: files\ngroup: files\n")
     for lib in libraries:
         w.host_file(lib)
-    w.symlink("/usr/local/bin/kapal", str(install.kapal_command))
+    # a copy, not a link: the engine looks the command up in the image before the bind mounts exist; the
+    # script's #! line names the venv's interpreter, which the kernel finds once the container runs
+    w.text("/usr/local/bin/kapal", install.kapal_command.read_text(), 0o755)
     w.close()
 
 
@@ -272,6 +278,15 @@ def existing_fingerprint(client, reference: str) -> str | None:
 
 def ensure_images(cfg: InitConfig, engine_socket: Path, emit=lambda _line: None) -> list[str]:
     """Build (or reuse) the images of `image_components(cfg)` in the engine at `engine_socket`; returns them."""
+    from kapal.engine.client import APIError, EngineUnavailable
+
+    try:
+        return _ensure_images(cfg, engine_socket, emit)
+    except (APIError, EngineUnavailable) as e:
+        raise FailedPrecondition(f"building the images in the engine at unix://{engine_socket} failed: {e}") from e
+
+
+def _ensure_images(cfg: InitConfig, engine_socket: Path, emit) -> list[str]:
     install = PythonInstall.current()
     libraries = host_libraries(install)
     fp = fingerprint(install, libraries)

@@ -43,13 +43,12 @@ from .constants import (
     KUBEADM_CONFIGMAP,
     KUBELET_CONFIGMAP,
     KUBELET_DAEMON,
-    KUBELET_HEALTHZ_PORT,
     NODES_GROUP,
     SCHEDULER_PORT,
     KubeadmPaths,
     static_pod_path,
 )
-from .kubelet import engine_argv, flags_env, kubelet_argv, kubelet_configuration
+from .kubelet import engine_argv, flags_env, healthz_url, kubelet_argv, kubelet_configuration
 from .preflight import IsPrivilegedUserCheck, init_checks, run_checks
 
 Out = Callable[[str], None]
@@ -148,12 +147,12 @@ def phase_preflight(ctx: InitContext, _sub: str | None) -> None:
 
 
 def engine_answers(socket_path: Path) -> bool:
-    from kapal.engine.client import EngineClient
+    from kapal.engine.client import APIError, EngineClient, EngineUnavailable
 
     try:
         EngineClient(f"unix://{socket_path}").request("GET", "/_ping", timeout=2).close()
         return True
-    except (errors.KapalError, OSError):
+    except (EngineUnavailable, APIError, errors.KapalError, OSError):
         return False
 
 
@@ -241,9 +240,6 @@ def phase_kubelet_start(ctx: InitContext, _sub: str | None) -> None:
     if ctx.dry_run:
         ctx.out(f"[dryrun] Would start the kubelet: {' '.join(argv)}")
         return
-    if not images.kubelet_available():
-        raise errors.FailedPrecondition("this kapal has no kubelet yet (kapal.cli.kubelet is missing), so the "
-                                        "static Pods cannot start")
     ensure_engine(ctx)
     images.ensure_images(ctx.cfg, paths.engine_socket, ctx.out)
     ctx.out("[kubelet-start] Starting the kubelet")
@@ -317,7 +313,7 @@ def phase_wait_control_plane(ctx: InitContext, _sub: str | None) -> None:
 def _wait_kubelet_and_components(ctx: InitContext) -> None:
     cfg = ctx.cfg
     timeout = format_duration(cfg.kubelet_timeout)
-    url = f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz"
+    url = healthz_url()
     ctx.out(f"[kubelet-check] Waiting for a healthy kubelet at {url}. This can take up to {timeout}")
     start = time.monotonic()
     try:

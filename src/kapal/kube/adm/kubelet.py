@@ -53,9 +53,18 @@ def flags_env(cfg: InitConfig) -> str:
 
 
 def kubelet_argv(kapal: Path, cfg: InitConfig, paths: KubeadmPaths) -> list[str]:
+    """The command line kubeadm's systemd drop-in gives the kubelet."""
     return [str(kapal), "kubelet", f"--config={paths.kubelet_config_file}", f"--kubeconfig={paths.kubelet_conf}",
             f"--root-dir={paths.kubelet_dir}", *kubelet_flags(cfg)]
 
 
+def healthz_url() -> str:
+    return f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz"
+
+
 def engine_argv(kapal: Path, paths: KubeadmPaths) -> list[str]:
-    return [str(kapal), "engine", "--data-root", str(paths.engine_data_root), "-H", f"unix://{paths.engine_socket}"]
+    """The engine adm starts for the kubelet. Without lxcfs (a host-wide service that would outlive `reset`); its
+    bridge network is only made for bridge-mode containers, which neither static pods (host network) nor the
+    kubelet's pods (joined namespaces) are."""
+    return [str(kapal), "engine", "--data-root", str(paths.engine_data_root), "-H", f"unix://{paths.engine_socket}",
+            "--no-lxcfs"]

@@ -28,6 +28,9 @@ from .constants import (
 )
 from .images import PythonInstall, image_reference
 
+# kubeadm asks for RuntimeDefault; the engine's default profile lacks getrandom, so OpenSSL cannot seed inside it
+# (requests-engine.md): Unconfined, said explicitly, until that is fixed.
+POD_SECCOMP_PROFILE = "Unconfined"
 CA_CERT_DIRS = ("/etc/pki", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates", "/etc/ca-certificates")
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -105,8 +108,7 @@ def controller_manager_args(cfg: InitConfig, paths: KubeadmPaths, external_ca: b
 
 def scheduler_args(cfg: InitConfig, paths: KubeadmPaths) -> list[str]:
     conf = str(paths.kubernetes_dir / "scheduler.conf")
-    defaults = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
-                "kubeconfig": conf, "leader-elect": "true"}
+    defaults = {"bind-address": "127.0.0.1", "kubeconfig": conf, "leader-elect": "true"}
     return build_args(defaults, cfg.scheduler.extra_args)
 
 
@@ -199,7 +201,7 @@ def static_pod(component: str, image: str, command: list[str], volumes: _Volumes
             "hostNetwork": True,
             "priority": 2000001000,
             "priorityClassName": "system-node-critical",
-            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"seccompProfile": {"type": POD_SECCOMP_PROFILE}},
             "volumes": vols,
         },
         "status": {},

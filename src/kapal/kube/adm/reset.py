@@ -2,8 +2,9 @@
 
 In order: stop the kubelet; remove every container it started (label io.kubernetes.pod.uid) through the
 engine, starting the engine for that if it is down; stop the engine if adm started it (its images stay);
-let the kubelet and kube-proxy remove their own host state (mounts, network namespaces, the pod bridge,
-iptables chains, cgroups) through their clean-up entry points, and sweep what is left: mounts under the
+let the kubelet and the proxy remove their own host state (mounts, network namespaces, the pod bridge,
+iptables chains, cgroups) with their clean-up functions (kubelet.teardown, `kapal proxy --cleanup`'s), and
+sweep what is left: mounts under the
 kubelet's root, the pod cgroups; then delete /etc/kubernetes itself, the cluster's SQLite datastore, the
 kubelet's root directory and the CNI configuration kapal wrote. Logs in /var/log/kapal are kept.
 """
@@ -11,7 +12,6 @@ kubelet's root directory and the CNI configuration kapal wrote. Logs in /var/log
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import shutil
 import signal
@@ -99,17 +99,21 @@ def remove_pod_containers(paths: KubeadmPaths, out: Out, report: ResetReport) ->
         daemons.stop(paths, ENGINE_DAEMON)
 
 
-def _call_cleanup(module: str, function: str, *args: object) -> bool:
-    """Run a component's own host clean-up when this kapal has it; False when it does not exist (yet)."""
+def node_teardown(kubelet_dir: Path, cgroup_root: str, report: ResetReport, out: Out) -> None:
+    """The kubelet's and the proxy's own clean-up: sandboxes, CNI, the pod bridge and its NAT, pod cgroups, the
+    Service chains."""
+    from kapal.kube.kubelet.teardown import teardown_node
+    from kapal.kube.proxy.app import cleanup_rules
+
+    out("[reset] Removing the pods' sandboxes, network and cgroups")
+    report.problems += teardown_node(kubelet_dir, cgroup_root=cgroup_root)
     try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return False
-    fn = getattr(mod, function, None)
-    if fn is None:
-        return False
-    fn(*args)
-    return True
+        removed = cleanup_rules()
+    except (errors.KapalError, OSError) as e:
+        report.problems.append(f"removing the proxy's iptables chains: {e}")
+    else:
+        if removed:
+            out(f"[reset] Removed the proxy's iptables chains: {' '.join(removed)}")
 
 
 def unmount_under(root: Path, report: ResetReport) -> None:
@@ -190,9 +194,7 @@ def reset(paths: KubeadmPaths, out: Out) -> ResetReport:
     if daemons.running(paths, ENGINE_DAEMON):
         out("[reset] Stopping the engine (its images are kept)")
         daemons.stop(paths, ENGINE_DAEMON)
-    if not _call_cleanup("kapal.kube.kubelet.cleanup", "cleanup_node", paths.kubelet_dir):
-        out("[reset] The kubelet has no host clean-up of its own in this kapal: sweeping its mounts and cgroups")
-    _call_cleanup("kapal.kube.proxy.cleanup", "cleanup_rules")
+    node_teardown(paths.kubelet_dir, cgroup_root, report, out)
     out(f'[reset] Unmounting mounted directories in "{paths.kubelet_dir}"')
     unmount_under(paths.kubelet_dir, report)
     remove_pod_cgroups(cgroup_root, report)
