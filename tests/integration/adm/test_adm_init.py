@@ -80,6 +80,12 @@ def node():
     if KUBE_DIR.exists():
         pytest.skip("/etc/kubernetes exists: this test would overwrite a real node (run 'kapal adm reset -f' "
                     "first if it is a leftover)")
+    import socket
+
+    for port in (6443, 10250, 10257, 10259):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use: another cluster runs on this machine")
     made_log_dir = not Path("/var/log/kapal").exists()
     before = host_state()
     from kapal.kube.pki import new_ca, write
@@ -155,6 +161,24 @@ def test_control_plane_runs_as_static_pods_with_mirror_pods(node):
         assert any(n.startswith(f"k8s_{component}_{component}-{host}_kube-system_") for n in ps), ps
 
 
+def test_addons_run_kube_proxy_and_coredns(node):
+    deadline = time.monotonic() + 90
+    while True:
+        pods = json.loads(kubectl("get", "pods", "-n", "kube-system", "-o", "json").stdout)["items"]
+        ready = {p["metadata"]["name"] for p in pods
+                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}
+        proxies = [n for n in ready if n.startswith("kube-proxy-")]
+        dns = [n for n in ready if n.startswith("coredns-")]
+        if proxies and len(dns) == 2:
+            break
+        assert time.monotonic() < deadline, [(p["metadata"]["name"], p["status"].get("phase")) for p in pods]
+        time.sleep(1)
+    svc = json.loads(kubectl("get", "svc", "-n", "kube-system", "kube-dns", "-o", "json").stdout)
+    assert svc["spec"]["clusterIP"] == "10.96.0.10"
+    assert "[addons] Applied essential addon: CoreDNS" in node["result"].stdout
+    assert "[addons] Applied essential addon: kube-proxy" in node["result"].stdout
+
+
 def _busybox_image(tag: str) -> None:
     tmp = Path(f"/tmp/{tag.replace(':', '-').replace('/', '-')}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -183,6 +207,10 @@ def test_a_deployment_is_scheduled_and_runs_on_the_node(node, unique):
         assert pods[0]["status"]["podIP"].startswith("10.244.")
         r = kubectl("exec", f"deploy/{unique}", "--", "cat", "/etc/hostname", timeout=60)
         assert r.returncode == 0 and r.stdout.strip() == pods[0]["metadata"]["name"]
+        # the addons at work: the pod asks CoreDNS (kapal dns) at kube-dns's ClusterIP, through kube-proxy's rules
+        r = kubectl("exec", f"deploy/{unique}", "--", "nslookup", "kubernetes.default.svc.cluster.local",
+                    timeout=60)
+        assert r.returncode == 0 and "Address: 10.96.0.1" in r.stdout, r.stdout + r.stderr
     finally:
         kubectl("delete", "deployment", unique, "--wait=true", "--timeout=60s", timeout=90)
         deadline = time.monotonic() + 60

@@ -154,3 +154,40 @@ def test_dry_run_writes_only_to_its_directory(tmp_path: Path):
            "sha256:" in text
     assert text.rstrip().endswith("[dryrun] Finished dry-running successfully. Above are the resources that would "
                                   "be created")
+
+
+def test_addon_objects_are_kubeadms(tree):
+    root, _ = tree
+    from kapal.kube.adm.addons import coredns_objects, kube_proxy_objects
+
+    ctx = _ctx(root, [])
+    proxy = {o["kind"]: o for o in kube_proxy_objects(ctx)}
+    ds = proxy["DaemonSet"]["spec"]["template"]["spec"]
+    assert ds["hostNetwork"] and ds["containers"][0]["securityContext"] == {"privileged": True}
+    assert ds["containers"][0]["command"][:2] == ["kapal", "proxy"]
+    assert "--hostname-override=$(NODE_NAME)" in ds["containers"][0]["command"]
+    assert ds["tolerations"] == [{"operator": "Exists"}] and ds["serviceAccountName"] == "kube-proxy"
+    assert proxy["ClusterRoleBinding"]["roleRef"]["name"] == "system:node-proxier"
+    assert yaml.safe_load(proxy["ConfigMap"]["data"]["kubeconfig.conf"])["clusters"][0]["cluster"]["server"] == \
+        "https://192.0.2.10:6443"
+    dns = {o["kind"]: o for o in coredns_objects(ctx)}
+    assert dns["Service"]["spec"]["clusterIP"] == "10.96.0.10" and dns["Service"]["metadata"]["name"] == "kube-dns"
+    dep = dns["Deployment"]["spec"]
+    assert dep["replicas"] == 2 and dep["template"]["metadata"]["labels"] == {"k8s-app": "kube-dns"}
+    assert {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"} in \
+        dep["template"]["spec"]["tolerations"]
+
+
+def test_kubelet_configuration_and_command(tree):
+    root, _ = tree
+    from kapal.kube.adm.kubelet import kubelet_argv, kubelet_configuration
+
+    ctx = _ctx(root, [])
+    doc = kubelet_configuration(ctx.cfg, ctx.paths)
+    assert doc["kind"] == "KubeletConfiguration" and doc["apiVersion"] == "kubelet.config.k8s.io/v1beta1"
+    assert doc["staticPodPath"] == f"{root}/etc/kubernetes/manifests" and doc["clusterDNS"] == ["10.96.0.10"]
+    assert doc["authentication"]["x509"]["clientCAFile"] == f"{root}/etc/kubernetes/pki/ca.crt"
+    assert doc["authorization"]["mode"] == "Webhook" and doc["cgroupDriver"] == "cgroupfs"
+    argv = kubelet_argv(Path("/usr/bin/kapal"), ctx.cfg, ctx.paths)
+    assert argv[:3] == ["/usr/bin/kapal", "kubelet", f"--config={root}/var/lib/kubelet/config.yaml"]
+    assert f"--kubeconfig={root}/etc/kubernetes/kubelet.conf" in argv and "--hostname-override=node-a" in argv

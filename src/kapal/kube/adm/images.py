@@ -146,26 +146,60 @@ def _ldd(paths: Iterable[str]) -> set[str]:
         result = subprocess.run(["ldd", *paths[i:i + 64]], capture_output=True, text=True)
         for line in result.stdout.splitlines():
             line = line.strip()
+            if line.endswith(":"):  # the "FILE:" heading ldd prints when given several files
+                continue
             target = line.split("=>", 1)[1].strip().split(" ")[0] if "=>" in line else line.split(" ")[0]
             if target.startswith("/"):
                 out.add(target)
     return out
 
 
-def host_libraries(install: PythonInstall) -> list[str]:
-    """System libraries the interpreter and its extensions load, outside the bind-mounted trees."""
+@dataclass(frozen=True)
+class ImageContent:
+    """Host programs (copied with every library `ldd` names), whole directories and links an image carries
+    beyond the Python base: kube-proxy's image adds iptables (nft backend) and its extension modules."""
+
+    programs: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()
+    links: tuple[tuple[str, str], ...] = ()
+
+
+BASE = ImageContent()
+
+
+def iptables_content() -> ImageContent:
+    multi = next((p for p in ("/usr/sbin/xtables-nft-multi", "/sbin/xtables-nft-multi") if os.path.exists(p)), None)
+    if multi is None:
+        raise FailedPrecondition("kube-proxy's image needs iptables with the nft backend (xtables-nft-multi); "
+                                 "install Debian's iptables package")
+    modules = next((str(p) for p in sorted(Path("/usr/lib").glob("*/xtables")) if p.is_dir()), None)
+    names = ("iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save")
+    return ImageContent((multi,), (modules,) if modules else (),
+                        tuple((f"/usr/sbin/{n}", "xtables-nft-multi") for n in names))
+
+
+def image_content(component: str) -> ImageContent:
+    return iptables_content() if component == KUBE_PROXY else BASE
+
+
+def host_files(install: PythonInstall, content: ImageContent = BASE) -> list[str]:
+    """Host files of the image: the libraries the interpreter and its extensions load (outside the bind-mounted
+    trees), plus the content's programs, directories and their libraries."""
     interpreter = str(Path(sys.executable).resolve())
     mounted = [str(p) for _, p in install.mounts()]
-    libs = _ldd([interpreter, *_shared_objects(install)])
+    extra = list(content.programs)
+    for d in content.directories:
+        extra += sorted(str(p) for p in Path(d).iterdir() if p.is_file())
+    libs = _ldd([interpreter, *_shared_objects(install), *extra]) | set(extra)
     return sorted(p for p in libs if not any(p.startswith(m + "/") for m in mounted))
 
 
-def fingerprint(install: PythonInstall, libraries: list[str]) -> str:
+def fingerprint(install: PythonInstall, files: list[str], content: ImageContent = BASE) -> str:
     h = hashlib.sha256()
-    h.update(f"{kapal_version()}|{install}|{sys.version}".encode())
-    for lib in libraries:
-        st = os.stat(lib)
-        h.update(f"|{lib}:{st.st_size}:{int(st.st_mtime)}".encode())
+    h.update(f"{kapal_version()}|{install}|{sys.version}|{content.links}".encode())
+    for f in files:
+        st = os.stat(f)
+        h.update(f"|{f}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
 
 
@@ -241,8 +275,9 @@ class _LayerWriter:
         self.tar.close()
 
 
-def write_layer(fileobj: io.BufferedIOBase, install: PythonInstall, libraries: list[str]) -> None:
-    """The shared image layer: skeleton, /etc basics, the host libraries, `kapal` on the PATH."""
+def write_layer(fileobj: io.BufferedIOBase, install: PythonInstall, files: list[str],
+                content: ImageContent = BASE) -> None:
+    """An image's one layer: skeleton, /etc basics, the host files, `kapal` on the PATH, the content's links."""
     w = _LayerWriter(fileobj)
     for d, mode in (("/bin", 0o755), ("/etc", 0o755), ("/proc", 0o555), ("/sys", 0o555), ("/dev", 0o755),
                     ("/run", 0o755), ("/var", 0o755), ("/var/run", 0o755), ("/root", 0o700), ("/tmp", 0o1777)):
@@ -250,8 +285,10 @@ def write_layer(fileobj: io.BufferedIOBase, install: PythonInstall, libraries: l
     w.text("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
     w.text("/etc/group", "root:x:0:\nnogroup:x:65534:\n")
     w.text("/etc/nsswitch.conf", "hosts: files dns\npasswd: files\ngroup: files\n")
-    for lib in libraries:
-        w.host_file(lib)
+    for f in files:
+        w.host_file(f)
+    for link, target in content.links:
+        w.symlink(link, target)
     # a copy, not a link: the engine looks the command up in the image before the bind mounts exist; the
     # script's #! line names the venv's interpreter, which the kernel finds once the container runs
     w.text("/usr/local/bin/kapal", install.kapal_command.read_text(), 0o755)
@@ -276,44 +313,51 @@ def existing_fingerprint(client, reference: str) -> str | None:
     return ((info.get("Config") or {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
 
 
-def ensure_images(cfg: InitConfig, engine_socket: Path, emit=lambda _line: None) -> list[str]:
+def ensure_images(cfg: InitConfig, engine_socket: Path, emit=lambda _line: None, say_reused: bool = True) -> list[str]:
     """Build (or reuse) the images of `image_components(cfg)` in the engine at `engine_socket`; returns them."""
     from kapal.engine.client import APIError, EngineUnavailable
 
     try:
-        return _ensure_images(cfg, engine_socket, emit)
+        return _ensure_images(cfg, engine_socket, emit, say_reused)
     except (APIError, EngineUnavailable) as e:
         raise FailedPrecondition(f"building the images in the engine at unix://{engine_socket} failed: {e}") from e
 
 
-def _ensure_images(cfg: InitConfig, engine_socket: Path, emit) -> list[str]:
+def _ensure_images(cfg: InitConfig, engine_socket: Path, emit, say_reused: bool) -> list[str]:
     install = PythonInstall.current()
-    libraries = host_libraries(install)
-    fp = fingerprint(install, libraries)
-    references = list_images(cfg)
     client = _engine_client(engine_socket)
-    stale = [r for r in references if existing_fingerprint(client, r) != fp]
-    if not stale:
-        emit(f"[preflight] Using the images already built from this kapal ({len(references)} components)")
-        return references
-    emit(f"[preflight] Building the control-plane images from the installed kapal ({len(libraries)} host "
-         "libraries; the interpreter, venv and kapal are bind-mounted)")
+    groups: dict[ImageContent, list[str]] = {}
+    for component in image_components(cfg):
+        groups.setdefault(image_content(component), []).append(image_reference(cfg, component))
+    built: list[str] = []
+    for content, references in groups.items():
+        files = host_files(install, content)
+        fp = fingerprint(install, files, content)
+        stale = [r for r in references if existing_fingerprint(client, r) != fp]
+        if stale:
+            _build(client, install, files, content, fp, stale)
+            built += stale
+    if built:
+        emit(f"[preflight] Built {', '.join(built)} from the installed kapal (host libraries copied as `ldd` lists "
+             "them; the interpreter, the venv and kapal are bind-mounted)")
+    elif say_reused:
+        emit("[preflight] Using the images already built from this kapal")
+    return [r for refs in groups.values() for r in refs]
+
+
+def _build(client, install: PythonInstall, files: list[str], content: ImageContent, fp: str,
+           references: list[str]) -> None:
     buf = io.BytesIO()
-    write_layer(buf, install, libraries)
+    write_layer(buf, install, files, content)
     buf.seek(0)
-    repo, _, tag = stale[0].rpartition(":")
+    repo, _, tag = references[0].rpartition(":")
     changes = [f"ENV PATH={IMAGE_PATH}", f"LABEL {FINGERPRINT_LABEL}={fp}",
                "LABEL org.opencontainers.image.title=kapal-control-plane"]
     image_id = ""
     for msg in client.stream("POST", "/images/create", {"fromSrc": "-", "repo": repo, "tag": tag,
                                                         "changes": changes, "message": "kapal adm"}, body=buf):
-        if msg.get("error"):
-            raise FailedPrecondition(f"importing {stale[0]} into the engine failed: {msg['error']}")
         if str(msg.get("status", "")).startswith("sha256:"):
             image_id = msg["status"]
-    for ref in stale[1:]:
+    for ref in references[1:]:
         r, _, t = ref.rpartition(":")
-        client.json("POST", f"/images/{image_id or stale[0]}/tag", {"repo": r, "tag": t})
-    for ref in stale:
-        emit(f"[preflight] Built image {ref}")
-    return references
+        client.json("POST", f"/images/{image_id or references[0]}/tag", {"repo": r, "tag": t})

@@ -241,7 +241,7 @@ def phase_kubelet_start(ctx: InitContext, _sub: str | None) -> None:
         ctx.out(f"[dryrun] Would start the kubelet: {' '.join(argv)}")
         return
     ensure_engine(ctx)
-    images.ensure_images(ctx.cfg, paths.engine_socket, ctx.out)
+    images.ensure_images(ctx.cfg, paths.engine_socket, ctx.out, say_reused=False)
     ctx.out("[kubelet-start] Starting the kubelet")
     pid = daemons.start(paths, KUBELET_DAEMON, argv)
     ctx.out(f"[kubelet-start] The kubelet runs as pid {pid}; its log is {paths.logfile(KUBELET_DAEMON)}")

@@ -109,6 +109,8 @@ class PortOpenCheck:
         for family, host in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
             try:
                 with socket.socket(family, socket.SOCK_STREAM) as s:
+                    # as Go's net.Listen: connections still in TIME_WAIT do not make a port "in use"
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     if family == socket.AF_INET6:
                         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                     s.bind((host, self.port))

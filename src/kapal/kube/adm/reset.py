@@ -40,8 +40,8 @@ class ResetReport:
     problems: list[str] = field(default_factory=list)
 
 
-def datastore_dir(paths: KubeadmPaths) -> Path:
-    """The API server's --data-dir from its manifest (works with the cluster down), else the default."""
+def datastore_dir(paths: KubeadmPaths) -> Path | None:
+    """The API server's --data-dir from the manifest adm wrote (works with the cluster down); None without one."""
     manifest = static_pod_path(paths.manifests_dir, KUBE_APISERVER)
     try:
         for line in manifest.read_text().splitlines():
@@ -49,7 +49,7 @@ def datastore_dir(paths: KubeadmPaths) -> Path:
             if line.startswith("--data-dir="):
                 return Path(line.split("=", 1)[1])
     except OSError:
-        pass
+        return None
     return DEFAULT_DATASTORE_DIR
 
 
@@ -188,17 +188,24 @@ def reset(paths: KubeadmPaths, out: Out) -> ResetReport:
     report = ResetReport()
     data_dir = datastore_dir(paths)
     cgroup_root = _cgroup_root(paths)
-    out("[reset] Stopping the kubelet")
-    daemons.stop(paths, KUBELET_DAEMON)
-    remove_pod_containers(paths, out, report)
-    if daemons.running(paths, ENGINE_DAEMON):
-        out("[reset] Stopping the engine (its images are kept)")
-        daemons.stop(paths, ENGINE_DAEMON)
-    node_teardown(paths.kubelet_dir, cgroup_root, report, out)
-    out(f'[reset] Unmounting mounted directories in "{paths.kubelet_dir}"')
-    unmount_under(paths.kubelet_dir, report)
-    remove_pod_cgroups(cgroup_root, report)
-    targets = [paths.kubernetes_dir, data_dir, paths.kubelet_dir, *kapal_cni_configs(paths.cni_conf_dir)]
+    ours = paths.kubelet_config_file.exists() or paths.pidfile(KUBELET_DAEMON).exists() or \
+        paths.pidfile(ENGINE_DAEMON).exists()
+    if ours:
+        out("[reset] Stopping the kubelet")
+        daemons.stop(paths, KUBELET_DAEMON)
+        remove_pod_containers(paths, out, report)
+        if daemons.running(paths, ENGINE_DAEMON):
+            out("[reset] Stopping the engine (its images are kept)")
+            daemons.stop(paths, ENGINE_DAEMON)
+        node_teardown(paths.kubelet_dir, cgroup_root, report, out)
+        out(f'[reset] Unmounting mounted directories in "{paths.kubelet_dir}"')
+        unmount_under(paths.kubelet_dir, report)
+        remove_pod_cgroups(cgroup_root, report)
+    else:
+        out("[reset] No kubelet was set up by kapal adm on this host: the engine, its containers and the pod "
+            "cgroups are left alone")
+    targets = [paths.kubernetes_dir, *([data_dir] if data_dir else []), paths.kubelet_dir,
+               *kapal_cni_configs(paths.cni_conf_dir)]
     out(f"[reset] Deleting directories and files: [{' '.join(str(t) for t in targets)}]")
     for target in targets:
         _rmtree(target, report)
