@@ -332,6 +332,10 @@ spec:
     assert pod["metadata"]["annotations"]["kubernetes.io/config.source"] == "file"
     assert pod["metadata"]["annotations"]["kubernetes.io/config.mirror"]
     assert cluster.kubectl("logs", mirror).stdout == "static\n"
+    before = cluster.container_state(mirror)["containerID"]
+    cluster.kubectl("delete", "pod", mirror, timeout=60)  # a user deleting the mirror: it comes back, untouched
+    cluster.wait_for("the mirror pod back", lambda: (cluster.container_state(mirror) or {}).get("ready"))
+    assert cluster.container_state(mirror)["containerID"] == before
     manifest.unlink()
     cluster.wait_for("the mirror pod gone", lambda: cluster.kubectl("get", "pod", mirror, check=False).returncode != 0)
 

@@ -193,14 +193,15 @@ class Kubelet:
             return None
         return self.pod_informer.indexer.get(pod_key(static_pod))
 
-    async def send_pod_status(self, worker: PodWorker, status: dict[str, Any]) -> None:
+    async def send_pod_status(self, worker: PodWorker, status: dict[str, Any]) -> bool:
+        """Write the status to the pod (a static pod's: to its mirror); False when there was nowhere to write it."""
         if self.client is None:
-            return
+            return True
         target = worker.pod
         if worker.source == "file":
             target = self.mirror_pod(worker.pod) or {}
             if not target:
-                return
+                return False
         meta = target["metadata"]
         old = target.get("status") or {}
         # a JSON patch that first tests the UID: a status never lands on a newer pod that took the same name
@@ -216,10 +217,11 @@ class Kubelet:
             if worker.source == "api":
                 worker.pod = {**worker.pod, "status": updated.get("status") or status}
         except errors.NotFound:
-            pass
+            return False
         except errors.Invalid as e:  # the test op failed: another pod has the name now, or a field went away
             log.info("pod %s: status not written: %s", pod_key(target), e)
-            worker.last_status = None
+            return False
+        return True
 
     async def delete_pod_object(self, pod: dict[str, Any]) -> None:
         if self.client is None:
@@ -272,6 +274,10 @@ class Kubelet:
     def _on_api_pod(self, pod: dict[str, Any]) -> None:
         if is_mirror(pod):
             self._mirror_wake.set()
+            static = self.find_worker(pod["metadata"].get("namespace") or "default", pod["metadata"]["name"])
+            if static is not None and static.source == "file" and not (pod.get("status") or {}).get("phase"):
+                static.status_unsent = True  # a fresh mirror: give it the status at once
+                static.wake()
             return
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and pod["metadata"]["uid"] \
                 not in self.workers and not self.cache.pod_records(pod["metadata"]["uid"]):
@@ -356,9 +362,8 @@ class Kubelet:
             key = pod_key(obj)
             static = wanted.get(key)
             mirror_hash = obj["metadata"]["annotations"].get(MIRROR_ANNOTATION)
-            if static is None or mirror_hash != static["metadata"]["annotations"].get(HASH_ANNOTATION):
-                if obj["metadata"].get("deletionTimestamp") and static is None:
-                    pass
+            stale = static is None or mirror_hash != static["metadata"]["annotations"].get(HASH_ANNOTATION)
+            if stale or obj["metadata"].get("deletionTimestamp"):  # deleted by a user: goes now, and comes back
                 with contextlib.suppress(errors.NotFound, errors.Conflict):
                     await self.client.delete(PODS, obj["metadata"]["name"], obj["metadata"].get("namespace"),
                                              grace_period_seconds=0, uid=obj["metadata"]["uid"])
@@ -370,13 +375,14 @@ class Kubelet:
                     not current["metadata"].get("deletionTimestamp"):
                 continue
             if current is not None:
-                continue  # being replaced: the delete above lands first, the next pass creates it
+                self._mirror_wake.set()  # being replaced: the delete above lands first, the next pass creates it
+                continue
             try:
                 await self.client.create(PODS, mirror_of(static, node_uid), static["metadata"]["namespace"])
                 log.info("mirror pod %s created", key)
                 w = self.workers.get(static["metadata"]["uid"])
                 if w is not None:
-                    w.last_status = None
+                    w.status_unsent = True
                     w.wake()
             except errors.AlreadyExists:
                 self._mirror_wake.set()

@@ -84,6 +84,7 @@ class PodWorker:
         self.probes: dict[tuple[str, str], ProbeWorker] = {}
         self.kill_requests: dict[str, str] = {}
         self.last_status: dict[str, Any] | None = None
+        self.status_unsent = False
         self.status_sent_at = 0.0
         self.start_time: str = (pod.get("status") or {}).get("startTime") or ts(dt.datetime.now(dt.UTC)) or ""
         self.removed = False  # gone from its source: terminate
@@ -729,13 +730,16 @@ class PodWorker:
         if self.last_status is not None and self.last_status.get("phase") in ("Succeeded", "Failed") and \
                 status["phase"] not in ("Succeeded", "Failed"):
             status["phase"] = self.last_status["phase"]  # terminal phases never go back
-        if not force and _same_status(status, self.last_status) and \
+        if not force and not self.status_unsent and _same_status(status, self.last_status) and \
                 time.monotonic() - self.status_sent_at < self.kl.config.node_status_report_frequency:
             return
         was_terminal = self.is_terminal()
         self.last_status = status
-        await self.kl.send_pod_status(self, status)
-        self.status_sent_at = time.monotonic()
+        self.status_unsent = not await self.kl.send_pod_status(self, status)
+        if self.status_unsent:
+            self.after(2.0)  # nowhere to write it yet (a static pod's mirror is still coming): try again
+        else:
+            self.status_sent_at = time.monotonic()
         if not was_terminal and self.is_terminal():
             self.wake()
 
