@@ -254,11 +254,27 @@ class NodeProcesses:
             time.sleep(0.05)
         raise RuntimeError(f"{name} did not say {text!r}")
 
+    def start_apiserver(self) -> str:
+        c = self.cluster
+        if not hasattr(self, "api_port"):
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("0.0.0.0", 0))
+                self.api_port = s.getsockname()[1]
+        marker = (self.workdir / "apiserver.log").read_text().count("serving on") if (
+            self.workdir / "apiserver.log").exists() else 0
+        self._spawn("apiserver", ["apiserver", "--data-dir", str(c.dir), "--secure-port", str(self.api_port)])
+        deadline = time.monotonic() + 30
+        while (self.workdir / "apiserver.log").read_text().count("serving on") <= marker:
+            if self.procs["apiserver"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.workdir / "apiserver.log").read_text()[-2000:])
+            time.sleep(0.05)
+        return f"https://127.0.0.1:{self.api_port}"
+
     def start(self) -> None:
         c = self.cluster
-        self._spawn("apiserver", ["apiserver", "--data-dir", str(c.dir), "--secure-port", "0"])
-        data = self._wait_log("apiserver", "serving on https://")
-        url = data.split("serving on ", 1)[1].split()[0]
+        url = self.start_apiserver()
         self._spawn("engine", ["engine", "--data-root", str(c.dir / "engine"), "-H", c.docker_host,
                                f"--bridge={c.engine_bridge}", f"--bip={c.engine_bip}", "--no-lxcfs"])
         self._wait_log("engine", "is ready")
@@ -270,9 +286,10 @@ class NodeProcesses:
 
     def kubelet_args(self) -> list[str]:
         c = self.cluster
-        return ["kubelet", "--kubeconfig", str(c.dir / "kubelet.conf"), "--node-name", self.node, "--root-dir",
-                str(c.dir / "kubelet"), "--container-runtime-endpoint", c.docker_host, "--pod-cidr", self.pod_cidr,
-                "--port", "0", "--healthz-port", "0", "--pod-bridge-name", c.pod_bridge, "--cgroup-root",
+        manifests = ["--pod-manifest-path", str(self.manifests)] if getattr(self, "manifests", None) else []
+        return ["kubelet", *manifests, "--kubeconfig", str(c.dir / "kubelet.conf"), "--node-name", self.node,
+                "--root-dir", str(c.dir / "kubelet"), "--container-runtime-endpoint", c.docker_host, "--pod-cidr",
+                self.pod_cidr, "--port", "0", "--healthz-port", "0", "--pod-bridge-name", c.pod_bridge, "--cgroup-root",
                 c.cgroup_root, "-v", "1"]
 
     def start_kubelet(self) -> None:
@@ -291,6 +308,11 @@ class NodeProcesses:
         proc = self.procs[name]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+    def terminate(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
 
     def stop(self) -> list[str]:
         """Stop the kubelet and clean the node as `kapal down` would; the engine's containers go first."""

@@ -64,6 +64,37 @@ def test_kill9_then_adoption_without_restart(node):
     assert c.kapal("ps", "-a", "-q").stdout.strip() == b""
 
 
+def test_static_pods_run_before_the_api_server_answers(node):
+    """kubeadm's order: the kubelet starts first and runs the API server as a static pod."""
+    c = node.cluster
+    node.manifests = node.workdir / "manifests"
+    node.manifests.mkdir(exist_ok=True)
+    (node.manifests / "early.yaml").write_text("""apiVersion: v1
+kind: Pod
+metadata: {name: early, namespace: kube-system}
+spec:
+  hostNetwork: true
+  priorityClassName: system-node-critical
+  priority: 2000001000
+  securityContext: {seccompProfile: {type: RuntimeDefault}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: c, image: bar/busybox:1, imagePullPolicy: IfNotPresent, command: ["sh", "-c", "echo early; sleep 3600"]}
+""")
+    node.terminate("kubelet")
+    node.terminate("apiserver")
+    node.start_kubelet()
+    c.wait_for("the static pod running without an API server",
+               lambda: b"k8s_c_early-" in c.kapal("ps", "--format", "{{.Names}}").stdout)
+    node.start_apiserver()
+    mirror = f"early-{node.node}"
+    c.wait_for("the mirror pod running", lambda: (c.get("pod", mirror, "kube-system")["status"].get("phase") ==
+                                                  "Running"))
+    assert c.kubectl("-n", "kube-system", "logs", mirror).stdout == "early\n"
+    (node.manifests / "early.yaml").unlink()
+    c.wait_for("the static pod gone", lambda: b"early" not in c.kapal("ps", "-a", "--format", "{{.Names}}").stdout)
+
+
 def test_node_object(node):
     c = node.cluster
     n = c.get("node", node.node)
