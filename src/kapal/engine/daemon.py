@@ -61,6 +61,7 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>` dumps every thread's stack
     raise_nofile()
     sock = claim_socket(config.socket_path)
+    socket_inode = config.socket_path.stat().st_ino
     engine = Engine(config)
     become_subreaper()
     manager = build_containers(engine, config)
@@ -92,7 +93,8 @@ async def serve(config: EngineConfig, ready: asyncio.Event | None = None) -> Non
         t1 = time.monotonic()
         await runner.cleanup()
         try:
-            config.socket_path.unlink()
+            if config.socket_path.stat().st_ino == socket_inode:  # not a socket a newer engine bound meanwhile
+                config.socket_path.unlink()
         except FileNotFoundError:
             pass
         log.info("kapal engine: stopped (containers %.0f ms, API %.0f ms)", (t1 - t0) * 1000,

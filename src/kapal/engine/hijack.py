@@ -91,12 +91,14 @@ class HijackedStream:
         else:
             resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
             resp.enable_chunked_encoding()
-        await resp.prepare(self.request)
-        self.response = resp
         self.transport = self.request.transport  # type: ignore[assignment]
         protocol = self.request.protocol
         if self.upgrade and self.transport is not None and protocol is not None:
+            # taken over before the 101 goes out: a client sends stdin the moment it reads it, and those
+            # bytes must not reach aiohttp's HTTP parser
             self.transport.set_protocol(_Hijacked(protocol, on_stdin, on_stdin_eof, self.lost))
+        await resp.prepare(self.request)
+        self.response = resp
 
     async def write(self, stream: int, data: bytes) -> None:
         if self.closed or self.transport is None or self.transport.is_closing():

@@ -448,6 +448,9 @@ class Shim:
         self._register(listener.fileno(), IN, ("listen", listener))
         _signal.set_wakeup_fd(self.wake_w)
         _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        for client in list(self.clients.values()):
+            for kind, payload in client.reader.feed(b""):  # frames that came with the settings (stdin, EOF)
+                self.on_frame(client, kind, payload)
         self.reap()
         drain_deadline = None
         while True:
@@ -531,17 +534,21 @@ class Shim:
 
 def _wait_for_settings(engine_fd: int) -> tuple[str, bytes]:
     """A pre-started shim: block until the engine sends G <settings path> (or goes away); returns the path
-    and the bytes that followed it."""
+    and the raw bytes that followed it (stdin the engine sent on, for the main loop)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, engine_fd)
-    reader = FrameReader()
+    buf = b""
     try:
         while True:
+            if len(buf) >= HEADER.size:
+                kind, size = HEADER.unpack_from(buf)
+                if len(buf) >= HEADER.size + size:
+                    if kind != ord("G"):
+                        raise SystemExit(f"the engine sent {bytes([kind])!r} before the settings")
+                    return buf[HEADER.size : HEADER.size + size].decode(), buf[HEADER.size + size :]
             data = sock.recv(4096)
             if not data:
                 raise SystemExit(0)
-            for kind, payload in reader.feed(data):
-                if kind == b"G":
-                    return payload.decode(), reader.buf
+            buf += data
     finally:
         sock.detach()
 

@@ -180,6 +180,12 @@ def test_run_it_follows_the_terminal_size_and_winch_is_not_a_kill(docker, busybo
     assert docker("inspect", name, check=False).returncode == 1  # --rm removed it
 
 
+def test_run_i_passes_stdin_sent_before_start_and_its_end(docker, busybox):
+    assert docker.out("run", "-i", "--rm", busybox, "cat", input="hello\n") == "hello"
+    big = "x" * 999_999 + "\n"
+    assert docker.out("run", "-i", "--rm", busybox, "wc", "-c", input=big) == "1000000"
+
+
 def test_cp_both_ways(docker, busybox, unique, tmp_path):
     name = f"{unique}-cp"
     docker("run", "-d", "--name", name, "-v", "/data", busybox, "sleep", "600")

@@ -102,3 +102,16 @@ def test_cp_modes_and_paths(tmp_path):
     assert paths.resolve("/escape/etc") == "/etc"  # `..` stops at the container's root
     assert paths.host("/data/x") == vol / "x" and paths.host("/etc/x") == root / "etc" / "x"
     assert stat.S_ISLNK(os.lstat(paths.host(paths.resolve("/etc/alt"))).st_mode)
+
+
+def test_a_shim_started_ahead_keeps_the_frames_that_follow_its_settings():
+    import socket
+
+    from kapal.engine.shim import _wait_for_settings
+
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.sendall(pack(b"G", b"/x/shim.settings") + pack(b"I", b"hello\n") + pack(b"C"))
+        path, rest = _wait_for_settings(theirs.fileno())
+    assert path == "/x/shim.settings"
+    assert FrameReader().feed(rest) == [(b"I", b"hello\n"), (b"C", b"")]
