@@ -182,22 +182,33 @@ def image_content(component: str) -> ImageContent:
     return iptables_content() if component == KUBE_PROXY else BASE
 
 
-def host_files(install: PythonInstall, content: ImageContent = BASE) -> list[str]:
-    """Host files of the image: the libraries the interpreter and its extensions load (outside the bind-mounted
-    trees), plus the content's programs, directories and their libraries."""
-    interpreter = str(Path(sys.executable).resolve())
-    mounted = [str(p) for _, p in install.mounts()]
+def _inputs(install: PythonInstall, content: ImageContent) -> list[str]:
+    """What `ldd` is asked about: the interpreter, every C extension, the content's programs and modules."""
     extra = list(content.programs)
     for d in content.directories:
         extra += sorted(str(p) for p in Path(d).iterdir() if p.is_file())
-    libs = _ldd([interpreter, *_shared_objects(install), *extra]) | set(extra)
+    return [str(Path(sys.executable).resolve()), *_shared_objects(install), *extra]
+
+
+def host_files(install: PythonInstall, content: ImageContent = BASE) -> list[str]:
+    """Host files of the image: the libraries the interpreter and its extensions load (outside the bind-mounted
+    trees), plus the content's programs, directories and their libraries."""
+    mounted = [str(p) for _, p in install.mounts()]
+    inputs = _inputs(install, content)
+    extra = set(inputs[1:]) - set(_shared_objects(install))
+    libs = _ldd(inputs) | extra
     return sorted(p for p in libs if not any(p.startswith(m + "/") for m in mounted))
 
 
-def fingerprint(install: PythonInstall, files: list[str], content: ImageContent = BASE) -> str:
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+
+
+def fingerprint(install: PythonInstall, content: ImageContent = BASE) -> str:
+    """Changes when what the image would hold may change: kapal, the paths it is mounted from, the interpreter,
+    any C extension or program, or the system's packages (dpkg's status file). Cheap: no `ldd`."""
     h = hashlib.sha256()
-    h.update(f"{kapal_version()}|{install}|{sys.version}|{content.links}".encode())
-    for f in files:
+    h.update(f"{kapal_version()}|{install}|{sys.version}|{content}".encode())
+    for f in [*_inputs(install, content), *([str(DPKG_STATUS)] if DPKG_STATUS.exists() else [])]:
         st = os.stat(f)
         h.update(f"|{f}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
@@ -331,11 +342,10 @@ def _ensure_images(cfg: InitConfig, engine_socket: Path, emit, say_reused: bool)
         groups.setdefault(image_content(component), []).append(image_reference(cfg, component))
     built: list[str] = []
     for content, references in groups.items():
-        files = host_files(install, content)
-        fp = fingerprint(install, files, content)
+        fp = fingerprint(install, content)
         stale = [r for r in references if existing_fingerprint(client, r) != fp]
         if stale:
-            _build(client, install, files, content, fp, stale)
+            _build(client, install, host_files(install, content), content, fp, stale)
             built += stale
     if built:
         emit(f"[preflight] Built {', '.join(built)} from the installed kapal (host libraries copied as `ldd` lists "

@@ -74,6 +74,7 @@ class InitContext:
     dry_run_dir: Path | None = None
     host_paths: KubeadmPaths = field(init=False)  # the real paths: what files say and preflight checks
     cert_dir: Path = field(init=False)  # where certificates are written (the dry-run copy in a dry run)
+    images_ready: bool = False  # preflight built or found them; kubelet-start need not look again
     _client: ApiClient | None = None
     _install: images.PythonInstall | None = None
 
@@ -144,6 +145,7 @@ def phase_preflight(ctx: InitContext, _sub: str | None) -> None:
     ctx.out("[preflight] You can also perform this action beforehand using 'kapal adm config images pull'")
     ensure_engine(ctx)
     images.ensure_images(cfg, ctx.paths.engine_socket, ctx.out)
+    ctx.images_ready = True
 
 
 def engine_answers(socket_path: Path) -> bool:
@@ -241,7 +243,8 @@ def phase_kubelet_start(ctx: InitContext, _sub: str | None) -> None:
         ctx.out(f"[dryrun] Would start the kubelet: {' '.join(argv)}")
         return
     ensure_engine(ctx)
-    images.ensure_images(ctx.cfg, paths.engine_socket, ctx.out, say_reused=False)
+    if not ctx.images_ready:
+        images.ensure_images(ctx.cfg, paths.engine_socket, ctx.out, say_reused=False)
     ctx.out("[kubelet-start] Starting the kubelet")
     pid = daemons.start(paths, KUBELET_DAEMON, argv)
     ctx.out(f"[kubelet-start] The kubelet runs as pid {pid}; its log is {paths.logfile(KUBELET_DAEMON)}")
