@@ -153,6 +153,28 @@ spec:
             pf.wait(10)
 
 
+def test_host_port(cluster):
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+    _apply(cluster, f"""apiVersion: v1
+kind: Pod
+metadata: {{name: hp}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports: [{{containerPort: 80, hostPort: {port}}}]
+""")
+    _running(cluster, "hp")
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"hello from a pod\n"
+    cluster.kubectl("delete", "pod", "hp", "--wait=true")
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert f"--dport {port}" not in rules
+
+
 def test_containers_of_a_pod_share_network_ipc_and_uts(cluster):
     _apply(cluster, """apiVersion: v1
 kind: Pod
