@@ -35,7 +35,6 @@ from . import qos as qosmod
 from .backoff import Backoff
 from .cgroups import PodCgroups
 from .config import KUBELET_VERSION, KubeletConfig, systemd_running
-from .containers import L_NODE, L_POD_UID
 from .engineapi import EngineApi
 from .images import ImageManager
 from .node import Machine, NodeAgent, swap_total
@@ -625,10 +624,6 @@ class Kubelet:
         if self.recorder is not None:
             await self.recorder.close(1.0)
         await self.engine.close()
-
-    def containers_of_node(self) -> list[str]:
-        return [r.id for r in self.cache.records.values() if r.labels.get(L_NODE) == self.config.node_name
-                and r.labels.get(L_POD_UID)]
 
 
 async def run_kubelet(config: KubeletConfig, stop: asyncio.Event, *, client: ApiClient | None = None,

@@ -127,12 +127,9 @@ def phase(pod: dict[str, Any], inits: list[ContainerView], regular: list[Contain
         elif r.running:
             running += 1
         elif r.exited:
-            if v.waiting is not None:  # about to be restarted: the pod is still running
-                stopped += 1
-            else:
-                stopped += 1
-                if r.exit_code == 0:
-                    succeeded += 1
+            stopped += 1
+            if v.waiting is None and r.exit_code == 0:  # waiting: about to be restarted
+                succeeded += 1
         else:
             waiting += 1
     if waiting:
