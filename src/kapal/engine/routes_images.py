@@ -106,7 +106,29 @@ async def image_delete(request: web.Request) -> web.StreamResponse:
     return json_response(result)
 
 
+async def images_prune(request: web.Request) -> web.StreamResponse:
+    """Unused images: dangling ones (no tag), or every unused one with filters dangling=false."""
+    engine = engine_of(request)
+    filters = filters_of(request)
+    only_dangling = "false" not in (filters.get("dangling") or ["true"])
+    for key in set(filters) - {"dangling"}:
+        raise Unsupported(f"image prune filter {key!r} is not supported (dangling is)")
+
+    def prune() -> dict:
+        deleted: list[dict] = []
+        reclaimed = 0
+        for image in engine.images.list():
+            if (only_dangling and image.repo_tags) or engine._image_users(image.id):
+                continue
+            reclaimed += image.size
+            deleted += engine.remove_image(image.id, force=True)
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    return json_response(await in_thread(request, prune))
+
+
 def register(r: Router) -> None:
+    r.add("POST", "/images/prune", images_prune)
     r.add("POST", "/images/create", image_create)
     r.add("GET", "/images/json", image_list)
     r.add("GET", "/images/{name:.+}/json", image_inspect)

@@ -152,7 +152,17 @@ async def network_connect(request: web.Request) -> web.StreamResponse:
     raise Unsupported("connecting a container to another network is not supported by kapal")
 
 
+async def networks_prune(request: web.Request) -> web.StreamResponse:
+    return json_response({"NetworksDeleted": None})  # bridge, host and none are pre-defined
+
+
+async def build_prune(request: web.Request) -> web.StreamResponse:
+    return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # kapal does not build images (yet)
+
+
 def register(r: Router) -> None:
+    r.add("POST", "/networks/prune", networks_prune)
+    r.add("POST", "/build/prune", build_prune)
     r.add("GET", "/events", events)
     r.add("GET", "/system/df", system_df)
     r.add("GET", "/networks", network_list)

@@ -33,7 +33,20 @@ cleanup_tree = image_helpers.cleanup_tree
 leftover_mounts = image_helpers.leftover_mounts
 
 SESSION_BRIDGE = "kt" + uuid.uuid4().hex[:8]
-SESSION_BIP = f"10.197.{os.getpid() % 250}.1/24"
+
+
+def _free_test_subnet() -> str:
+    """A 10.197.x.0/24 no interface on this host uses (concurrent sessions each get their own)."""
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    start = os.getpid() % 250
+    for n in range(250):
+        x = (start + n) % 250 + 1
+        if f" 10.197.{x}." not in used:
+            return f"10.197.{x}.1/24"
+    return f"10.197.{start + 1}.1/24"
+
+
+SESSION_BIP = _free_test_subnet()
 
 
 def _start_lxcfs(directory: Path) -> int | None:

@@ -221,3 +221,12 @@ def test_events_networks_and_modes(docker, busybox, unique):
     assert docker.out("run", "--rm", "--network", "host", busybox, "hostname") == os.uname().nodename
     out = docker.out("run", "--rm", busybox, "sh", "-c", "ip -o -4 addr show eth0; ip route")
     assert subnet.rsplit(".", 1)[0] in out and "default via" in out
+
+
+def test_system_prune(docker, busybox, unique):
+    name = f"{unique}-pr"
+    docker("run", "--name", name, busybox, "sh", "-c", "echo x > /made")
+    dangling = docker.out("commit", name)
+    out = docker.out("system", "prune", "-f")
+    assert docker("inspect", name, check=False).returncode == 1 and dangling.split(":")[1][:12] in out
+    assert docker.out("image", "inspect", "-f", "{{.Id}}", busybox)  # tagged images stay
