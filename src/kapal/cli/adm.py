@@ -249,9 +249,13 @@ def _token(args: argparse.Namespace) -> int:
         if not args.dry_run:
             tokens.sign_cluster_info(client)
         if args.print_join_command:
-            cert_dir = Path("/etc/kubernetes/pki")
+            from kapal.kube.pki import load_kubeconfig, spki_sha256
+
+            entry = load_kubeconfig(client.kubeconfig)
+            if not entry.ca_pem:
+                raise errors.Invalid(f"{client.kubeconfig} names no CA certificate to derive the join hash from")
             endpoint = client.server.removeprefix("https://")
-            print(tokens.join_command(endpoint, token.token, tokens.ca_cert_hash(cert_dir), one_line=True))
+            print(tokens.join_command(endpoint, token.token, spki_sha256(entry.ca_pem), one_line=True))
         else:
             print(token.token)
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import socket
 import ssl
@@ -177,3 +178,10 @@ def test_token_create_list_delete_from_the_command_line(cluster):
     assert f"jws-kubeconfig-{token_id}" not in cm["data"] and "jws-kubeconfig-abcdef" in cm["data"]
     bad = _kapal("adm", "token", "--kubeconfig", conf, "delete", "nope")
     assert bad.returncode == 1 and "didn't match pattern" in bad.stderr
+    join = _kapal("adm", "token", "--kubeconfig", conf, "create", "--print-join-command")
+    assert join.returncode == 0, join.stderr
+    from kapal.kube.adm.tokens import ca_cert_hash
+
+    assert re.fullmatch(rf"kapal adm join {re.escape(client.server.removeprefix('https://'))} --token "
+                        r"[a-z0-9]{6}\.[a-z0-9]{16} --discovery-token-ca-cert-hash "
+                        + re.escape(ca_cert_hash(ctx.cert_dir)) + " \n", join.stdout), join.stdout

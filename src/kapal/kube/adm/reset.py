@@ -45,7 +45,7 @@ def datastore_dir(paths: KubeadmPaths) -> Path | None:
     manifest = static_pod_path(paths.manifests_dir, KUBE_APISERVER)
     try:
         for line in manifest.read_text().splitlines():
-            line = line.strip().lstrip("- ").strip()
+            line = line.strip().removeprefix("- ").strip()
             if line.startswith("--data-dir="):
                 return Path(line.split("=", 1)[1])
     except OSError:
