@@ -73,6 +73,10 @@ def test_published_httpd_and_everyday_verbs(docker, busybox, engine_session, uni
         assert _get(f"http://127.0.0.1:{port}/") == "hello from kapal\n"
         sandbox = docker.out("inspect", "-f", "{{.NetworkSettings.SandboxID}}", name)
         netns = docker.out("inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name)
+        ip = docker.out("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
+        bridge = engine_session["bridge"]
+        lease = Path("/run/kapal/network") / bridge / "ipam" / f"kapal-{bridge}" / ip
+        assert lease.read_text().split()[0] == sandbox  # host-local: the holder, then the interface
         veth = _host_veth(engine_session, sandbox)
         assert veth in host_veths(engine_session["bridge"]) and os.path.exists(netns)
         assert f"--dport {port}" in iptables_rules()
@@ -82,7 +86,7 @@ def test_published_httpd_and_everyday_verbs(docker, busybox, engine_session, uni
         assert int(containers[1]) >= 1 and int(containers[2]) >= 1
     finally:
         assert docker.out("rm", "-f", name) == name
-    assert not os.path.exists(f"/sys/class/net/{veth}") and not os.path.exists(netns)
+    assert not os.path.exists(f"/sys/class/net/{veth}") and not os.path.exists(netns) and not lease.exists()
     assert f"--dport {port}" not in iptables_rules()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # the host port is free again
