@@ -116,6 +116,17 @@ class PtySession:
             return text
         raise AssertionError(f"{pattern!r} did not appear within {timeout} s; screen:\n{text[-3000:]}")
 
+    def ask_until(self, line: str, pattern: str, timeout: float = 20) -> str:
+        """Type `line` again each second until `pattern` shows (for state that changes asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.send(line)
+            try:
+                return self.read_until(pattern, timeout=1)
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def send(self, line: str) -> None:
         os.write(self.fd, line.encode() + b"\r")
 

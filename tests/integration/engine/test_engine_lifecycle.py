@@ -158,9 +158,7 @@ def test_exec_it_sees_the_terminal_size_and_its_changes(docker, busybox, unique)
         session.send("stty size")
         session.read_until(r"33 111\r\n")
         session.resize(44, 122)
-        time.sleep(0.5)
-        session.send("stty size")
-        session.read_until(r"44 122\r\n")
+        session.ask_until("stty size", r"44 122\r\n")
         session.send("exit 9")
         assert session.wait() == 9
         assert docker("exec", name, "no-such-command", check=False).returncode == 127
@@ -176,9 +174,7 @@ def test_run_it_follows_the_terminal_size_and_winch_is_not_a_kill(docker, busybo
     session.send("stty size")
     session.read_until(r"31 101\r\n")
     session.resize(42, 121)  # the CLI sends kill?signal=WINCH and resize
-    time.sleep(0.5)
-    session.send("stty size")
-    session.read_until(r"42 121\r\n")
+    session.ask_until("stty size", r"42 121\r\n")
     session.send("exit 4")
     assert session.wait() == 4
     assert docker("inspect", name, check=False).returncode == 1  # --rm removed it

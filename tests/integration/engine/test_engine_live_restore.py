@@ -62,7 +62,7 @@ def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_p
     docker("import", str(tar), "lr:1")
     docker("run", "-d", "--name", "ticker", "lr:1", "sh", "-c",
            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
-    docker("run", "-d", "--name", "ender", "lr:1", "sh", "-c", "sleep 2; echo bye; exit 7")
+    docker("run", "-d", "--name", "ender", "lr:1", "sh", "-c", "sleep 4; echo bye; exit 7")
     ticker_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ticker"))
     ender_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ender"))
 
