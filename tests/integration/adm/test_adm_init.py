@@ -27,6 +27,9 @@ PKI = KUBE_DIR / "pki"
 ADMIN = KUBE_DIR / "admin.conf"
 ENGINE = "unix:///run/kapal/docker.sock"
 KUBECTL = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
+# not kubeadm's usual 10.244.0.0/16: other clusters on a shared test machine (kapal up) use that one, and two
+# bridges routing the same node /24 would take each other's pod traffic
+POD_CIDR = "10.236.0.0/16"
 
 
 def kapal(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -54,7 +57,7 @@ def host_state() -> dict[str, set[str]]:
         out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
         chains |= {f"{table}:{line.split()[0][1:]}" for line in out.splitlines() if line.startswith(":")}
         chains |= {f"{table}:rule:{line}" for line in out.splitlines()
-                   if "kapal-cni0" in line or "10.244." in line}
+                   if "kapal-cni0" in line or POD_CIDR.rsplit(".", 2)[0] + "." in line}
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     procs = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -86,6 +89,9 @@ def node():
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"port {port} is in use: another cluster runs on this machine")
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    if POD_CIDR.rsplit(".", 2)[0] + "." in routes:
+        pytest.skip(f"a route into {POD_CIDR} exists already: another cluster uses that pod network")
     made_log_dir = not Path("/var/log/kapal").exists()
     before = host_state()
     from kapal.kube.pki import new_ca, write
@@ -93,7 +99,7 @@ def node():
     user_ca = new_ca("kubernetes")
     write(user_ca, PKI / "ca.crt", PKI / "ca.key")
     started = time.monotonic()
-    result = kapal("adm", "init")
+    result = kapal("adm", "init", f"--pod-network-cidr={POD_CIDR}")
     info = {"result": result, "seconds": time.monotonic() - started, "before": before,
             "ca_pem": (PKI / "ca.crt").read_bytes()}
     try:
@@ -204,7 +210,7 @@ def test_a_deployment_is_scheduled_and_runs_on_the_node(node, unique):
         assert r.returncode == 0, r.stderr + kubectl("describe", "pods").stdout
         pods = json.loads(kubectl("get", "pods", "-l", f"app={unique}", "-o", "json").stdout)["items"]
         assert pods[0]["status"]["phase"] == "Running" and pods[0]["spec"]["nodeName"]
-        assert pods[0]["status"]["podIP"].startswith("10.244.")
+        assert pods[0]["status"]["podIP"].startswith(POD_CIDR.rsplit(".", 2)[0] + ".")
         r = kubectl("exec", f"deploy/{unique}", "--", "cat", "/etc/hostname", timeout=60)
         assert r.returncode == 0 and r.stdout.strip() == pods[0]["metadata"]["name"]
         # the addons at work: the pod asks CoreDNS (kapal dns) at kube-dns's ClusterIP, through kube-proxy's rules
@@ -314,7 +320,7 @@ def test_zz_reset_leaves_the_machine_as_it_was(node):
     for key in ("mounts", "cgroups", "netns", "procs"):
         assert after[key] <= before[key], (key, after[key] - before[key])
     new_chains = after["chains"] - before["chains"]
-    assert not [c for c in new_chains if "KUBE-" in c or "kapal-cni0" in c or "10.244." in c
+    assert not [c for c in new_chains if "KUBE-" in c or "kapal-cni0" in c or POD_CIDR.rsplit(".", 2)[0] in c
                 or c.startswith(("filter:KAPAL-SERVICES", "nat:KAPAL-SERVICES"))], new_chains
     assert "kapal-cni0" not in after["links"]
     images = Path("/var/lib/kapal/engine/image/images.json").read_text()
