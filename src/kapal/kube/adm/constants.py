@@ -17,8 +17,6 @@ SCHEDULER_PORT = 10259
 CONTROLLER_MANAGER_PORT = 10257
 KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
-ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
 
 MIN_CPUS = 2
 MIN_MEMORY_MB = 1700
@@ -52,8 +50,6 @@ class KubeadmPaths:
 
     kubernetes_dir: Path = Path("/etc/kubernetes")
     kubelet_dir: Path = Path("/var/lib/kubelet")
-    apiserver_data_dir: Path = Path("/var/lib/kapal/apiserver")
-    etcd_data_dir: Path = Path("/var/lib/etcd")
     engine_data_root: Path = Path("/var/lib/kapal/engine")
     engine_socket: Path = Path("/run/kapal/docker.sock")
     run_dir: Path = Path("/run/kapal")
