@@ -519,6 +519,21 @@ def _engine_cleanup(layout: Layout, engine_args: list[str]) -> list[str]:
     return [f"engine cleanup: {proc.stderr.strip() or proc.returncode}"]
 
 
+def _unmount_under(directory: Path) -> list[str]:
+    from kapal.linux.mount import MNT_DETACH, umount
+
+    prefix = str(directory) + "/"
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    problems = []
+    for m in sorted(mounts, key=len, reverse=True):
+        try:
+            umount(m, MNT_DETACH)
+        except OSError as e:
+            problems.append(f"unmount {m}: {e}")
+    return problems
+
+
 def down(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -572,6 +587,7 @@ def down(args: argparse.Namespace) -> int:
         cleanup_rules(settings.get("proxy_chain_prefix", "KAPAL-"))
     except Exception as e:  # report, keep cleaning
         problems.append(f"service proxy rules: {e}")
+    problems += _unmount_under(layout.dir)  # what the engine left (it is stopped now)
     with contextlib.suppress(FileNotFoundError):
         layout.socket.unlink()
     print(f"kapal down: removed {removed} container(s) and the node's pods, network and cgroups", file=sys.stderr)

@@ -213,7 +213,7 @@ def test_run_interactive_attaches(cluster, version):
 
 def test_python_client_exec_and_logs(cluster):
     from kubernetes import client, config
-    from kubernetes.stream import stream
+    from kubernetes.stream import portforward, stream
 
     _apply(cluster, """apiVersion: v1
 kind: Pod
@@ -233,6 +233,19 @@ spec:
     resp.run_forever(timeout=10)
     assert resp.returncode == 7
     assert core.read_namespaced_pod_log("pyc", "default") == "started\n"
+    # port-forward over WebSocket channels (v4.channel.k8s.io), to an httpd started by exec
+    stream(core.connect_get_namespaced_pod_exec, "pyc", "default", command=["httpd", "-p", "8080", "-h", "/www"],
+           stderr=True, stdin=False, stdout=True, tty=False)
+    pf = portforward(core.connect_get_namespaced_pod_portforward, "pyc", "default", ports="8080")
+    sock = pf.socket(8080)
+    sock.setblocking(True)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: pyc\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    assert data.endswith(b"\r\n\r\nhello from a pod\n") and pf.error(8080) is None
+    pf.close()
 
 
 def test_secret_volume_env_and_updates(cluster):

@@ -158,14 +158,14 @@ async def _serve_channels(ws: web.WebSocketResponse, b64: bool, ports: list[int]
                 await send(channel, chunk)
 
         tasks.append(asyncio.create_task(from_pod()))
-    try:
+    async def from_client() -> None:
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
                 data = bytes(msg.data)
             elif msg.type == WSMsgType.TEXT:
                 data = msg.data.encode()
             else:
-                break
+                return
             if not data:
                 continue
             channel, payload = data[0], data[1:]
@@ -176,7 +176,16 @@ async def _serve_channels(ws: web.WebSocketResponse, b64: bool, ports: list[int]
             if w is not None and payload:
                 w.write(payload)
                 await w.drain()
+
+    client = asyncio.create_task(from_client())
+    try:
+        # as upstream: once every forwarded connection has ended (or none could be made) the WebSocket closes
+        if tasks:
+            pods = asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait({client, pods}, return_when=asyncio.FIRST_COMPLETED)
+            pods.cancel()
     finally:
+        client.cancel()
         for t in tasks:
             t.cancel()
         for w in writers.values():

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 from kapal import errors
+from kapal.linux.mount import MNT_DETACH, umount
+from kapal.linux.namespaces import unpin
 
 from .cgroups import PodCgroups
 from .podfiles import ClusterDns
@@ -32,9 +34,26 @@ def _network(root_dir: Path, bridge: str):  # type: ignore[no-untyped-def]
     try:
         rec = json.loads((root_dir / "cni" / "network.json").read_text())
     except (FileNotFoundError, ValueError):
-        return None
+        rec = _from_bridge(bridge)  # the record is gone (a deleted directory): ask the bridge itself
+        if rec is None:
+            return None
     return BridgeNetwork("kubepods", rec.get("bridge") or bridge, rec["subnet"], root_dir / "cni",
                          nat_exclude=rec.get("nat_exclude") or [])
+
+
+def _from_bridge(bridge: str) -> dict | None:
+    """The pod network's subnet from the bridge's own address (its gateway), for rules that must go."""
+    import ipaddress
+    import subprocess
+
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        fields = line.split()
+        if "inet" in fields:
+            net = ipaddress.ip_interface(fields[fields.index("inet") + 1]).network
+            return {"bridge": bridge, "subnet": str(net),
+                    "nat_exclude": [str(net.supernet(new_prefix=min(net.prefixlen, 16)))]}
+    return None
 
 
 def teardown_node(root_dir: Path, *, cgroup_root: str = "/", bridge: str = "kapal-cni0") -> list[str]:
@@ -49,10 +68,16 @@ def teardown_node(root_dir: Path, *, cgroup_root: str = "/", bridge: str = "kapa
             state = sandboxes.load(uid)
             if state is not None:
                 sandboxes.destroy(state)
-            else:
+            else:  # no record: undo what the layout says is there
                 if network is not None:
                     with contextlib.suppress(errors.KapalError):
                         network.cleanup(f"pod-{uid}")
+                pod_dir = Path(sandboxes.pod_dir(uid))
+                for ns in ("net", "ipc", "uts"):
+                    with contextlib.suppress(OSError):
+                        unpin(str(pod_dir / "ns" / ns))
+                if os.path.ismount(pod_dir / "shm"):
+                    umount(str(pod_dir / "shm"), MNT_DETACH)
             volumes.unmount_all(uid)
             cgroups.destroy(uid)
             sandboxes.remove_pod_dir(uid)
@@ -75,8 +100,6 @@ def teardown_node(root_dir: Path, *, cgroup_root: str = "/", bridge: str = "kapa
         left = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
     for m in sorted(left, reverse=True):
         try:
-            from kapal.linux.mount import MNT_DETACH, umount
-
             umount(m, MNT_DETACH)
         except OSError as e:
             problems.append(f"unmount {m}: {e}")
