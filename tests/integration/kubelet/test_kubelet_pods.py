@@ -175,6 +175,38 @@ spec:
     assert f"--dport {port}" not in rules
 
 
+def test_image_pull_policy_always_pulls(cluster, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "image_helpers", Path(__file__).resolve().parents[1] / "image" / "image_helpers.py")
+    helpers = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(helpers)  # type: ignore[union-attr]
+    registry = helpers.LocalRegistry(tmp_path)
+    try:
+        ref = f"{registry.host}/kt/bb:1"
+        assert cluster.kapal("tag", IMAGE, ref).returncode == 0
+        r = cluster.kapal("push", ref)
+        assert r.returncode == 0, r.stderr
+        _apply(cluster, f"""apiVersion: v1
+kind: Pod
+metadata: {{name: pulled}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: c, image: "{ref}", imagePullPolicy: Always, command: ["echo", "pulled"]}}]
+""")
+        cluster.wait_for("the pulled pod done", lambda: cluster.pod_phase("pulled") == "Succeeded")
+        events = json.loads(cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=pulled", "-o",
+                                            "json").stdout)["items"]
+        messages = [e["message"] for e in events if e["reason"] in ("Pulling", "Pulled")]
+        assert f'Pulling image "{ref}"' in messages and any(m.startswith("Successfully pulled image") for m in messages)
+        assert cluster.kubectl("logs", "pulled").stdout == "pulled\n"
+        cluster.kubectl("delete", "pod", "pulled", "--wait=true")
+    finally:
+        registry.stop()
+
+
 def test_containers_of_a_pod_share_network_ipc_and_uts(cluster):
     _apply(cluster, """apiVersion: v1
 kind: Pod
