@@ -48,7 +48,10 @@ def test_security_context():
     hc = b["HostConfig"]
     assert b["User"] == "1000:3000" and hc["GroupAdd"] == ["4000", "2000"]
     assert hc["CapAdd"] == ["NET_ADMIN"] and hc["CapDrop"] == ["ALL"] and hc["ReadonlyRootfs"]
-    assert hc["SecurityOpt"] == ["no-new-privileges"] and "Privileged" not in hc
+    assert hc["SecurityOpt"] == ["no-new-privileges", "seccomp=unconfined"] and "Privileged" not in hc
+    confined = body({"name": "c", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}})
+    assert "SecurityOpt" not in confined["HostConfig"]  # the engine's default profile
+    assert "SecurityOpt" not in body({"name": "c"}, seccompProfile={"type": "RuntimeDefault"})["HostConfig"]
     with pytest.raises(ConfigError, match="runAsNonRoot and image will run as root"):
         body({"name": "c"}, runAsNonRoot=True)
     with pytest.raises(ConfigError, match="non-numeric user"):

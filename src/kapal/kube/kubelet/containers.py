@@ -200,7 +200,7 @@ def create_body(pod: dict[str, Any], c: dict[str, Any], *, image: str, image_con
     if sc.get("allowPrivilegeEscalation") is False:
         security_opt.append("no-new-privileges")
     seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
-    if seccomp == "Unconfined":
+    if seccomp in (None, "Unconfined"):  # upstream's kubelet (no SeccompDefault): unconfined unless asked
         security_opt.append("seccomp=unconfined")
     elif seccomp == "Localhost":
         raise errors.Unsupported("seccompProfile type Localhost is not supported by kapal's kubelet; use "
