@@ -47,6 +47,8 @@ from .volumes import VolumeManager
 
 log = logging.getLogger(__name__)
 
+MIRROR_RECREATE_DELAY = 1.0
+
 
 class _PodCgroups:
     """The stats provider's view of the node: each running pod's cgroup and its containers' (PodCgroupSource)."""
@@ -146,6 +148,7 @@ class Kubelet:
         self._static_synced = asyncio.Event()
         self._mirror_wake = asyncio.Event()
         self._status_wake = asyncio.Event()
+        self._mirror_not_before: dict[str, float] = {}
         self.ready = asyncio.Event()
         self.node_ready = asyncio.Event()  # this kubelet has posted Ready=True
         self._last_node_error = ""
@@ -367,6 +370,10 @@ class Kubelet:
                     await self.client.delete(PODS, obj["metadata"]["name"], obj["metadata"].get("namespace"),
                                              grace_period_seconds=0, uid=obj["metadata"]["uid"])
                 log.info("mirror pod %s deleted", key)
+                if not stale:
+                    # back a moment later, not at once: `kubectl delete` lists after its GET and would otherwise
+                    # find the new mirror under the old name and wait for ever for it to go
+                    self._mirror_not_before[key] = time.monotonic() + MIRROR_RECREATE_DELAY
         for key, static in wanted.items():
             current = self.pod_informer.indexer.get(key)
             if current is not None and current["metadata"]["annotations"].get(MIRROR_ANNOTATION) == \
@@ -374,8 +381,13 @@ class Kubelet:
                     not current["metadata"].get("deletionTimestamp"):
                 continue
             if current is not None:
-                self._mirror_wake.set()  # being replaced: the delete above lands first, the next pass creates it
+                self._mirror_retry(0.1)  # being replaced: the delete above lands first, a later pass creates it
                 continue
+            wait = self._mirror_not_before.get(key, 0.0) - time.monotonic()
+            if wait > 0:
+                self._mirror_retry(wait)
+                continue
+            self._mirror_not_before.pop(key, None)
             try:
                 await self.client.create(PODS, mirror_of(static, node_uid), static["metadata"]["namespace"])
                 log.info("mirror pod %s created", key)
@@ -387,6 +399,9 @@ class Kubelet:
                 self._mirror_wake.set()
             except errors.KapalError as e:
                 log.warning("mirror pod %s: %s", key, e)
+
+    def _mirror_retry(self, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self._mirror_wake.set)
 
     # ---- cleanup -----------------------------------------------------------------------------------------------
 
