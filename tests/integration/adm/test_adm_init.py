@@ -51,30 +51,26 @@ def host_state() -> dict[str, set[str]]:
     """What kapal could leave behind: mounts under the kubelet, kubepods cgroups, chains, netns, processes."""
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if line.split()[4].startswith(("/var/lib/kubelet", "/etc/kubernetes"))}
-    cgroups = {str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods")}
     chains = set()
     for table in ("filter", "nat"):
         out = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
         chains |= {f"{table}:{line.split()[0][1:]}" for line in out.splitlines() if line.startswith(":")}
         chains |= {f"{table}:rule:{line}" for line in out.splitlines()
                    if "kapal-cni0" in line or POD_CIDR.rsplit(".", 2)[0] + "." in line}
-    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    # kapal pins network namespaces as nsfs bind mounts: the kubelet's under its root, the engine's under its data root
+    netns = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+             if " - nsfs " in line and line.split()[4].startswith(("/var/lib/kubelet/", "/var/lib/kapal/engine/"))}
     procs = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        try:
-            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
-        except OSError:
-            cgroup = ""
-        ours = re.search(r"kapal(\.cli\.main)? (kubelet|apiserver|controller-manager|scheduler)", cmd) and \
-            "/etc/kubernetes" in cmd
-        if ours or "--data-root /var/lib/kapal/engine" in cmd or "/kubepods" in cgroup:
+        if (re.search(r"kapal(\.cli\.main)? (kubelet|apiserver|controller-manager|scheduler)", cmd)
+                and "/etc/kubernetes" in cmd) or "--data-root /var/lib/kapal/engine" in cmd:
             procs.add(pid)
     links = set(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.split("\n"))
-    return {"mounts": mounts, "cgroups": cgroups, "chains": chains, "netns": netns, "procs": procs,
+    return {"mounts": mounts, "chains": chains, "netns": netns, "procs": procs,
             "links": {line.split(":")[1].strip().split("@")[0] for line in links if line.strip()}}
 
 
@@ -310,15 +306,38 @@ def test_a_second_init_fails_in_preflight(node):
     assert "[certs]" not in r.stdout
 
 
+def _pod_traces(uids: set[str]) -> tuple[list[str], list[str]]:
+    """Cgroups and processes of these pods (other clusters on the host have other pod UIDs)."""
+    names = {f"pod{u}" for u in uids}
+    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods/**/pod*") if p.name in names]
+    procs = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        if any(n in text for n in names):
+            procs.append(pid)
+    return cgroups, procs
+
+
 def test_zz_reset_leaves_the_machine_as_it_was(node):
+    uids = {p["metadata"]["uid"] for p in json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]}
+    for p in json.loads(kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]:
+        mirror = p["metadata"].get("annotations", {}).get("kubernetes.io/config.mirror")
+        if mirror:
+            uids.add(mirror)  # a static pod's cgroup is named after its own UID, which the mirror pod records
+    cgroups, procs = _pod_traces(uids)
+    assert cgroups and procs  # the check below can see them
     r = kapal("adm", "reset", "-f", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not KUBE_DIR.exists() and not Path("/var/lib/kubelet").exists()
     assert not Path("/var/lib/kapal/apiserver").exists()
     after = host_state()
     before = node["before"]
-    for key in ("mounts", "cgroups", "netns", "procs"):
+    for key in ("mounts", "netns", "procs"):
         assert after[key] <= before[key], (key, after[key] - before[key])
+    assert _pod_traces(uids) == ([], [])
     new_chains = after["chains"] - before["chains"]
     assert not [c for c in new_chains if "KUBE-" in c or "kapal-cni0" in c or POD_CIDR.rsplit(".", 2)[0] in c
                 or c.startswith(("filter:KAPAL-SERVICES", "nat:KAPAL-SERVICES"))], new_chains
