@@ -48,7 +48,8 @@ def openssl(*args: str, data: bytes | None = None) -> bytes:
 
 
 def host_state() -> dict[str, set[str]]:
-    """What kapal could leave behind: mounts under the kubelet, kubepods cgroups, chains, netns, processes."""
+    """What the node could leave behind, host-wide: mounts, chains, pinned netns, daemons and control-plane processes,
+    links (the pods' own cgroups and processes are checked by pod UID)."""
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if line.split()[4].startswith(("/var/lib/kubelet", "/etc/kubernetes"))}
     chains = set()
