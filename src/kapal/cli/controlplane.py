@@ -62,6 +62,9 @@ def _common(p: argparse.ArgumentParser, lease_name: str, port: int) -> None:
     p.add_argument("--secure-port", type=int, default=port,
                    help=f"HTTPS port of /healthz, /livez, /readyz (default {port}; 0 disables)")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity", help="log verbosity (0-5)")
+    for flag in ("--authentication-kubeconfig", "--authorization-kubeconfig", "--client-ca-file",
+                 "--requestheader-client-ca-file"):
+        p.add_argument(flag, help="accepted: the health endpoints are open to everyone, as upstream's always are")
 
 
 def _leader_flags(args: argparse.Namespace, name: str) -> Any:
@@ -192,9 +195,6 @@ def controller_manager_main(argv: list[str]) -> int:
     p.add_argument("--cluster-signing-duration", type=_duration, default=365 * 24 * 3600.0,
                    help="lifetime of signed certificates (default 8760h)")
     p.add_argument("--cluster-name", default="kubernetes", help="accepted for compatibility (cloud resource names)")
-    for flag in ("--authentication-kubeconfig", "--authorization-kubeconfig", "--client-ca-file",
-                 "--requestheader-client-ca-file"):
-        p.add_argument(flag, help="accepted: the health endpoints are open to everyone, as upstream's always are")
     for suffix, (_, default) in CONCURRENCY_FLAGS.items():
         p.add_argument(f"--concurrent-{suffix}", type=int, default=default, help=f"workers (default {default})")
     p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0,

@@ -191,3 +191,19 @@ def test_kubelet_configuration_and_command(tree):
     argv = kubelet_argv(Path("/usr/bin/kapal"), ctx.cfg, ctx.paths)
     assert argv[:3] == ["/usr/bin/kapal", "kubelet", f"--config={root}/var/lib/kubelet/config.yaml"]
     assert f"--kubeconfig={root}/etc/kubernetes/kubelet.conf" in argv and "--hostname-override=node-a" in argv
+
+
+@pytest.mark.parametrize("component", ["kube-controller-manager", "kube-scheduler"])
+def test_every_manifest_flag_is_one_kapal_accepts(tree, component):
+    """A flag the component's own parser refuses would crash-loop the static pod."""
+    root, _ = tree
+    pod = yaml.safe_load((root / f"etc/kubernetes/manifests/{component}.yaml").read_text())
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[0] == "kapal"
+    args = [a for a in command[2:] if not a.startswith("--kubeconfig=")]
+    exe = Path(__file__).resolve().parents[3] / ".venv/bin/kapal"
+    # A missing kubeconfig stops the component right after its flags are parsed.
+    proc = subprocess.run([str(exe), command[1], *args, "--kubeconfig=/nonexistent/kubeconfig"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "/nonexistent/kubeconfig" in proc.stderr, proc.stderr
+    assert "unrecognized arguments" not in proc.stderr, proc.stderr

@@ -108,7 +108,8 @@ def controller_manager_args(cfg: InitConfig, paths: KubeadmPaths, external_ca: b
 
 def scheduler_args(cfg: InitConfig, paths: KubeadmPaths) -> list[str]:
     conf = str(paths.kubernetes_dir / "scheduler.conf")
-    defaults = {"bind-address": "127.0.0.1", "kubeconfig": conf, "leader-elect": "true"}
+    defaults = {"authentication-kubeconfig": conf, "authorization-kubeconfig": conf, "bind-address": "127.0.0.1",
+                "kubeconfig": conf, "leader-elect": "true"}
     return build_args(defaults, cfg.scheduler.extra_args)
 
 
