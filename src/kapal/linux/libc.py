@@ -127,8 +127,10 @@ _prlimit = libc.function("prlimit")
 
 # Syscalls glibc does not wrap, by machine.
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "mount_setattr": 442, "openat2": 437},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "mount_setattr": 442, "openat2": 437},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "mount_setattr": 442, "openat2": 437, "rt_sigaction": 13,
+               "rt_sigprocmask": 14},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "mount_setattr": 442, "openat2": 437, "rt_sigaction": 134,
+                "rt_sigprocmask": 135},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -228,3 +230,23 @@ def setrlimit(resource: int, soft: int, hard: int) -> None:
     """prlimit(0, ...) on the caller; -1 means unlimited."""
     limits = u64(RLIM_INFINITY if soft < 0 else soft, RLIM_INFINITY if hard < 0 else hard)
     check(_prlimit(0, resource, limits, None), f"setrlimit({resource})")
+
+
+SIG_SETMASK = 2
+_NSIG = 64
+_SIGKILL, _SIGSTOP = 9, 19
+
+
+def reset_signals() -> None:
+    """Every signal back to its default action and none blocked, as a fresh process expects after execve.
+
+    Ignored dispositions and the blocked mask survive execve: Python ignores SIGPIPE and SIGXFSZ, a
+    background shell or a shim ignores SIGINT/SIGQUIT/SIGTERM, and a multi-threaded caller may have any
+    mask - glibc's own signals 32 and 33 included, which its wrappers (sigaction, pthread_sigmask) refuse
+    to touch. So this uses the raw syscalls, with a zeroed kernel `struct sigaction` (SIG_DFL, no flags).
+    """
+    default = bytes(32)
+    for sig in range(1, _NSIG + 1):
+        if sig != _SIGKILL and sig != _SIGSTOP:
+            check(_syscall(_NR["rt_sigaction"], sig, default, None, 8), f"rt_sigaction({sig})")
+    check(_syscall(_NR["rt_sigprocmask"], SIG_SETMASK, bytes(8), None, 8), "rt_sigprocmask")

@@ -94,12 +94,11 @@ def run(
         preserve_fds=preserve_fds, stdio=stdio, no_pivot=no_pivot, no_new_keyring=no_new_keyring, gate="pipe",
         detach=detach,
     )
-    os.write(launched.gate_fd, b"G")
-    os.close(launched.gate_fd)
+    from kapal.runtime.launcher import signal_ready, wait_foreground
+
+    signal_ready(launched.gate_fd, b"G")
     if detach:
         return launched.pid
-    from kapal.runtime.launcher import wait_foreground
-
     try:
         return wait_foreground(launched, forward_signals)
     finally:

@@ -127,7 +127,8 @@ def read_sync(fd: int) -> None:
     raise _ERRORS.get(kind.decode(errors="replace"), KapalError)(message.decode(errors="replace"))
 
 
-def _signal_ready(fd: int, byte: bytes) -> None:
+def signal_ready(fd: int, byte: bytes) -> None:
+    """Send the child its go-ahead and close the pipe (a child that died meanwhile is reaped by the caller)."""
     try:
         os.write(fd, byte)
     except BrokenPipeError:
@@ -322,21 +323,22 @@ def launch_init(
             "own_pid_ns": pid_ns is not None and pid_ns[1] is None,
         }
         store.save_config(container_id, raw)
-        store.save(container_id, state)
+        staged = store.stage(container_id, state)
         # The child builds its rootfs meanwhile; it needs the directories before it mounts them, and the
         # move only at the gate (or before it creates a cgroup namespace).
         if resources is not None:
             cgroup.create()
             if not new_flags & ns.CLONE_NEWCGROUP:
                 fds.forget(cgroup_w)
-                _signal_ready(cgroup_w, b"C")
+                signal_ready(cgroup_w, b"C")
             cgroup.set(resources)
         cgroup.apply(pid)
         if cgroup_w in fds.open:
             fds.forget(cgroup_w)
-            _signal_ready(cgroup_w, b"C")
+            signal_ready(cgroup_w, b"C")
         read_sync(sync_r)
         fds.close(sync_r)
+        store.publish(container_id, staged)  # a container exists once its init is ready, as with runc
         master = _receive_master(master_rx)
         fds.close(master_rx)
         if pid_file:
@@ -414,7 +416,7 @@ def launch_exec(
         if pid_file:
             write_atomic(pid_file, str(pid).encode(), 0o644)
         fds.forget(gate_w)
-        _signal_ready(gate_w, b"G")
+        signal_ready(gate_w, b"G")
         return Launched(pid, master)
     except BaseException:
         fds.close_all()

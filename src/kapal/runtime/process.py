@@ -7,12 +7,11 @@ rlimits, oom_score_adj, no_new_privs, (seccomp if privileged), bounding set,
 user and groups with kept caps, capsets and ambient, cwd (checked to be
 inside the container: CVE-2024-21626), PATH lookup. Then the caller syncs
 with its parent, and `exec_plan` closes every stray fd, restores signal
-dispositions Python changed, (seccomp if no_new_privs) and execs.
+dispositions and mask to a fresh process's, (seccomp if no_new_privs) and execs.
 """
 
 from __future__ import annotations
 
-import _signal
 import os
 
 from kapal.errors import Invalid, NotFound
@@ -228,10 +227,7 @@ def exec_plan(
     for fd in preserved:
         os.set_inheritable(fd, True)
     libc.close_range(3 + preserve_fds, 0xFFFFFFFF, libc.CLOSE_RANGE_CLOEXEC)
-    # Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve.
-    _signal.signal(13, _signal.SIG_DFL)
-    _signal.signal(25, _signal.SIG_DFL)
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    libc.reset_signals()
     if seccomp_bpf is not None and plan.no_new_privileges:
         seccomp.load(seccomp_bpf)
     os.execve(path, plan.args, env)

@@ -91,6 +91,15 @@ class StateStore:
     def save(self, container_id: str, state: dict) -> None:
         write_atomic(self.dir(container_id) + "/" + STATE, jsonio.dumps(state).encode())
 
+    def stage(self, container_id: str, state: dict) -> str:
+        """Write the state of a container still being created, invisible until `publish` (as runc's)."""
+        path = self.dir(container_id) + "/.staged-" + STATE
+        write_atomic(path, jsonio.dumps(state).encode())
+        return path
+
+    def publish(self, container_id: str, staged: str) -> None:
+        os.rename(staged, self.dir(container_id) + "/" + STATE)
+
     def load(self, container_id: str) -> dict:
         check_id(container_id)
         try:

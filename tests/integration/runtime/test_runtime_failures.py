@@ -11,13 +11,16 @@ from runtime_helpers import leftover_cgroups
 pytestmark = pytest.mark.root
 
 
-def mounts_now() -> str:
+def mounts_under(path) -> list[str]:
+    """Mount points under `path`: the session's temp dir, bundles and rootfs (others mount elsewhere meanwhile)."""
+    prefix = str(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
-        return f.read()
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(prefix)]
 
 
 def assert_fails_cleanly(runtime, bundle_path, cid, cgroup_path, *needles, log=None):
-    before = mounts_now()
+    before = mounts_under(bundle_path.parents[1])
     log_args = ["--log", str(log), "--log-format=json"] if log else []
     result = subprocess.run(
         runtime.cmd(*log_args, "create", "--bundle", str(bundle_path), cid), capture_output=True, text=True, timeout=60
@@ -30,7 +33,7 @@ def assert_fails_cleanly(runtime, bundle_path, cid, cgroup_path, *needles, log=N
     assert result.stdout == ""
     assert not (runtime.root / cid).exists(), "state directory left behind"
     assert leftover_cgroups(cgroup_path) == []
-    assert mounts_now() == before
+    assert mounts_under(bundle_path.parents[1]) == before
     return lines[0]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -186,11 +187,46 @@ def test_dropped_capabilities_are_enforced(runtime, make_bundle):
     assert out.count("Operation not permitted") == 3, out
 
 
+SIGNAL_STATUS = ["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]
+CLEAN_SIGNALS = ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+
+# Starts argv[1:] the way a careless caller would: every signal blocked (glibc's own 32 and 33 too, by the
+# raw syscall) and the ones a background shell or a shim ignores ignored.
+HOSTILE_CALLER = """
+import ctypes, os, signal, sys
+for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1):
+    signal.signal(sig, signal.SIG_IGN)
+libc = ctypes.CDLL(None, use_errno=True)
+every = ctypes.c_uint64(0xFFFFFFFFFFFFFFFF)
+assert libc.syscall(14, 0, ctypes.byref(every), None, 8) == 0  # rt_sigprocmask(SIG_BLOCK)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
 def test_ignored_signals_of_the_runtime_do_not_leak(runtime, make_bundle):
     """Python ignores SIGPIPE and SIGXFSZ; ignored dispositions survive execve unless reset."""
-    bundle = make_bundle(["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    bundle = make_bundle(SIGNAL_STATUS)
     out = runtime("run", "--bundle", str(bundle.path), bundle.id).stdout
-    assert out.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+    assert out.split() == CLEAN_SIGNALS
+
+
+def test_signal_state_of_the_caller_does_not_leak(runtime, make_bundle):
+    """A caller's blocked mask and ignored signals (nohup, a background job, a shim) stop at the runtime:
+    the container's process starts with nothing blocked and nothing ignored, run and exec alike."""
+    bundle = make_bundle(SIGNAL_STATUS)
+    hostile = [sys.executable, "-c", HOSTILE_CALLER]
+    run = subprocess.run([*hostile, *runtime.cmd("run", "--bundle", str(bundle.path), bundle.id)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == CLEAN_SIGNALS
+
+    sleeper = make_bundle(["/bin/sleep", "60"])
+    runtime("run", "--detach", "--bundle", str(sleeper.path), sleeper.id, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, capture_output=False)
+    exec_ = subprocess.run([*hostile, *runtime.cmd("exec", sleeper.id, *SIGNAL_STATUS)],
+                           capture_output=True, text=True, timeout=60)
+    assert exec_.returncode == 0, exec_.stderr
+    assert exec_.stdout.split() == CLEAN_SIGNALS
 
 
 def test_device_cgroup_denies_what_is_not_allowed(runtime, make_bundle):
