@@ -86,6 +86,44 @@ def test_apply_places_a_process(real, sleeper):
         assert f"/{Path(next(iter(real.paths().values()))).name}\n" in f.read()
 
 
+SELF_MOVER = """
+import os, sys, time
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_WRONLY)
+    os.write(fd, b"0")
+    os.close(fd)
+print("moved", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_moves_itself_then_apply_moves_it_into_the_rest(real, sleeper):
+    """self_move_files (v1 `tasks`, no global lock) plus apply(skip_self_movable) = every hierarchy."""
+    import sys
+
+    real.create()
+    files = real.self_move_files()
+    assert real.all_self_movable() == (real.version == 1 and "unified" not in real.paths())
+    assert all(f.endswith("/tasks") for f in files)
+    p = subprocess.Popen([sys.executable, "-c", SELF_MOVER, *files], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "moved\n"
+        if not real.all_self_movable():
+            real.apply(p.pid, skip_self_movable=True)
+        assert real.pids() == [p.pid]
+        placed = {}  # subsystem ("unified" for the cgroup2 line) -> the process's cgroup there
+        for line in Path(f"/proc/{p.pid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for subsystem in controllers.split(",") if controllers else ["unified"]:
+                placed[subsystem] = path
+        for subsystem, directory in real.paths().items():
+            if subsystem != "mountpoint":
+                assert directory.endswith(placed[subsystem]), (subsystem, directory, placed)
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_paths_rebuild_an_equivalent_manager(real, sleeper):
     real.create()
     p = sleeper()

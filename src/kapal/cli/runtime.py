@@ -302,10 +302,11 @@ def _main(args: list[str]) -> int:
             return 0
         command = rest[0]
         if command in ("create", "run", "exec"):
-            # The container's cgroup migration may wait ~10 ms (see prime_migration_lock): start now.
-            from kapal.linux.cgrouplock import prime_migration_lock
+            # A move into cgroup v2 may wait 5-20 ms (see kapal.linux.cgrouplock): start the wait now.
+            from kapal.linux import cgrouplock
 
-            prime_migration_lock()
+            if cgrouplock.needed():
+                cgrouplock.prime_migration_lock()
         if command == "version":
             return _version()
         if command in _UNSUPPORTED_COMMANDS:

@@ -2,11 +2,16 @@
 
 Every write to a cgroup.procs file takes the global cgroup_threadgroup_rwsem
 for writing. After ~20 ms without such a write, the next writer first waits
-for an RCU grace period (6-20 ms on these VMs, HZ=250) - holding
-cgroup_mutex, which mkdir and rmdir of cgroups also need. A runtime that
-moves its container into its cgroups pays that wait on every cold start;
-runc overlaps it with re-executing itself. kapal starts it in a thread as
-early as it can and overlaps it with its imports and the child's rootfs.
+for an RCU grace period (5-20 ms on these VMs, HZ=250) - holding
+cgroup_mutex, which mkdir and rmdir of cgroups also need. runc pays that
+wait on every cold start and overlaps it with re-executing itself.
+
+A thread that writes "0" to a v1 `tasks` file moves only itself and takes no
+such lock, so a container's init moves itself into every v1 hierarchy for
+free (kapal.runtime.init). Only moves into cgroup v2 - a v2 host, or the
+cgroup2 tree of a hybrid host - still pay the wait; for those kapal starts
+it in a thread as early as it can and overlaps it with its imports and the
+child's rootfs. `needed()` says whether this host has such a tree.
 
 This module imports nothing heavy: kapal-runtime calls it first thing.
 """
@@ -62,6 +67,10 @@ def prime_migration_lock() -> None:
     _thread.start_new_thread(move_self, ())
     started.acquire()  # blocks without the GIL until the thread is about to write
 
+
+def needed() -> bool:
+    """Whether a container's move may take the lock: cgroup2 mounted as the host's tree or beside v1 ones."""
+    return os.path.exists("/sys/fs/cgroup/cgroup.procs") or os.path.exists("/sys/fs/cgroup/unified/cgroup.procs")
 
 
 def primed_recently(window: float = 0.1) -> bool:

@@ -70,7 +70,7 @@ def open_in_root(root: str, path: str, create: str | None = None, mode: int = 0o
     a time with O_NOFOLLOW from its parent's fd and resolves symlinks itself,
     against `root`: the result is inside `root` or this raises.
     """
-    fd = _openat2_in_root(root, path)
+    fd = _openat2_in_root(root, path, must_exist=create is None)
     if fd is not None:
         return fd
     stack = [os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)]
@@ -120,8 +120,11 @@ RESOLVE_IN_ROOT = 0x10
 _openat2_works = True
 
 
-def _openat2_in_root(root: str, path: str) -> int | None:
-    """openat2(root, path, O_PATH, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS), or None if missing or unsupported."""
+def _openat2_in_root(root: str, path: str, must_exist: bool = False) -> int | None:
+    """openat2(root, path, O_PATH, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS), or None if missing or unsupported.
+
+    With `must_exist`, a path the kernel found missing raises at once: the walk would only find the same.
+    """
     global _openat2_works
     if not _openat2_works:
         return None
@@ -132,6 +135,8 @@ def _openat2_in_root(root: str, path: str) -> int | None:
     except OSError as e:
         if e.errno == 38:  # ENOSYS: before Linux 5.6
             _openat2_works = False
+        elif must_exist and e.errno in (2, 20):  # FileNotFoundError, NotADirectoryError
+            raise
         return None
     finally:
         os.close(root_fd)

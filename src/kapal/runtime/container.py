@@ -125,14 +125,17 @@ def _create(store: StateStore, container_id: str, bundle: str, spec: dict | None
     store.reserve(container_id)
     try:
         try:
-            # Moving the init into its cgroups may wait 6-20 ms for an RCU grace period, and cgroup_mutex
-            # (which mkdir needs) is held through that wait. If the wait has been started already
-            # (kapal-runtime does so first thing), make the directories after forking, so the child's work
-            # overlaps it; otherwise make them now and start the wait before forking.
-            if not cgrouplock.primed_recently():
+            # The init moves itself into v1 hierarchies at no cost; a move into cgroup v2 (or a hybrid host's
+            # cgroup2 tree) may wait 5-20 ms for an RCU grace period, with cgroup_mutex (which mkdir needs)
+            # held through that wait. If that wait has been started already (kapal-runtime does so first
+            # thing), make the directories after forking, so the child's work overlaps it; otherwise make
+            # them now and, if a move will need it, start the wait before forking.
+            self_movable = cgroup.all_self_movable()
+            if self_movable or not cgrouplock.primed_recently():
                 cgroup.create()
                 cgroup.set(resources)
-                cgrouplock.prime_migration_lock()
+                if not self_movable:
+                    cgrouplock.prime_migration_lock()
                 resources = None
             from kapal.runtime import launcher
 
@@ -384,7 +387,7 @@ def exec_process(
         raise FailedPrecondition(f"cannot exec in container {container_id}: it is paused (resume it first)")
     config = store.load_config(container_id)
     cgroup = _manager(st) if st.get("cgroup_paths") else None
-    if cgroup is not None:
+    if cgroup is not None and not cgroup.all_self_movable() and not cgrouplock.primed_recently():
         cgrouplock.prime_migration_lock()
     from kapal.runtime import launcher
 

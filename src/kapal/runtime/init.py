@@ -14,11 +14,16 @@ Exec (`run_exec`): non-dumpable *first* (so the container never reaches the
 runtime's binary or fds through /proc: CVE-2019-5736), stray fds closed,
 setns into the init's namespaces, console, process setup, "R", gate, exec.
 
-The runtime makes the container's cgroups and moves the child in while the
-child works (a cgroup migration can wait ~10 ms for an RCU grace period).
-The child waits for b"C" only where it needs them - before bind-mounting
-the cgroup directories, or before creating a cgroup namespace (then C
-means "moved in") - and the gate opens only after the move.
+Cgroups: the child moves itself into each v1 hierarchy by writing b"0" to
+its `tasks` file, which takes no global lock (a move through cgroup.procs
+may wait 5-20 ms for an RCU grace period). The files are opened relative to
+an O_PATH fd of the host's root, so joined mount namespaces and pivot_root
+do not hide them. What the child cannot move itself into (cgroup v2, the
+cgroup2 tree of a hybrid host) the runtime moves it into meanwhile. When
+the runtime makes the cgroups after forking, the child waits for b"C"
+before it needs them - before moving in, or before creating a cgroup
+namespace (then C also means "moved into the rest") - and the gate opens
+only after every move.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class ChildPlan:
         "process",
         "rootfs",
         "cgroup_ready_fd",
+        "host_root_fd",
+        "self_move_files",
         "new_namespaces",
         "join_namespaces",
         "hostname",
@@ -130,13 +137,14 @@ def run_init(plan: ChildPlan) -> None:
         for flag, path in plan.join_namespaces:
             namespaces.join(path, flag)
         if plan.new_namespaces & namespaces.CLONE_NEWCGROUP:
-            _wait_for_cgroups(plan)  # the namespace's root is the cgroup we are in
+            _enter_cgroups(plan)  # the namespace's root is the cgroup we are in
         if plan.new_namespaces:
             namespaces.unshare(plan.new_namespaces)
         if plan.new_keyring:
             libc.join_session_keyring(plan.container_id)
         rplan = plan.rootfs
-        rootfs.prepare(rplan, plan.process.terminal, lambda: _wait_for_cgroups(plan))
+        rootfs.prepare(rplan, plan.process.terminal, lambda: _enter_cgroups(plan))
+        _enter_cgroups(plan)
         rootfs.pivot(rplan)
         if plan.hostname:
             libc.sethostname(plan.hostname)
@@ -156,15 +164,25 @@ def run_init(plan: ChildPlan) -> None:
         os._exit(1)
 
 
-def _wait_for_cgroups(plan: ChildPlan) -> None:
-    """Block until the runtime has made our cgroups and moved us in (once)."""
+def _enter_cgroups(plan: ChildPlan) -> None:
+    """Wait for our cgroups if the runtime makes them after the fork (b"C"), then move in (once)."""
     fd = plan.cgroup_ready_fd
-    if fd is None:
+    if fd is not None:
+        plan.cgroup_ready_fd = None
+        if os.read(fd, 1) != b"C":
+            os._exit(1)  # the runtime gave up on us
+        os.close(fd)
+    root = plan.host_root_fd
+    if root is None:
         return
-    plan.cgroup_ready_fd = None
-    if os.read(fd, 1) != b"C":
-        os._exit(1)  # the runtime gave up on us
-    os.close(fd)
+    plan.host_root_fd = None
+    for path in plan.self_move_files:
+        tasks = os.open(path.lstrip("/"), os.O_WRONLY | os.O_CLOEXEC, dir_fd=root)
+        try:
+            os.write(tasks, b"0")
+        finally:
+            os.close(tasks)
+    os.close(root)
 
 
 def _wait_at_gate(plan: ChildPlan) -> None:
@@ -186,6 +204,7 @@ def run_exec(plan: ChildPlan, ns_fds: list[tuple[int, int]]) -> None:
         process.set_non_dumpable()
         _close_stray_fds(plan.keep_fds)
         _stdio(plan.stdio)
+        _enter_cgroups(plan)
         for fd, flag in ns_fds:
             libc.setns(fd, flag)
             os.close(fd)

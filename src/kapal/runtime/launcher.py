@@ -194,6 +194,14 @@ def _fork(plan: child.ChildPlan, pid_ns: tuple[int, str | None] | None, target, 
     return pid
 
 
+def _self_move(cgroup) -> tuple[int | None, list[str]]:
+    """(an O_PATH fd of the host's root, the files the child writes b"0" to) for moving itself into its cgroups."""
+    files = cgroup.self_move_files() if cgroup is not None else []
+    if not files:
+        return None, []
+    return os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), files
+
+
 class _Fds:
     """fds the runtime opened, closed on failure."""
 
@@ -272,6 +280,9 @@ def launch_init(
         console_fd, master_rx = _console_fds(console_socket, plan_proc.terminal, detach)
         fds.add(console_fd, master_rx)
         fifo_fd = gate_r = gate_w = cgroup_r = cgroup_w = None
+        host_root, self_move = _self_move(cgroup)
+        fds.add(host_root)
+        parent_moves = not cgroup.all_self_movable()
         if gate == "fifo":
             os.mkfifo(store.fifo(container_id), 0o622)
             fifo_fd = os.open(store.fifo(container_id), os.O_PATH | os.O_CLOEXEC)
@@ -279,18 +290,20 @@ def launch_init(
         else:
             gate_r, gate_w = os.pipe()
             fds.add(gate_r, gate_w)
-        if resources is not None or new_flags & ns.CLONE_NEWCGROUP:
+        if resources is not None or (new_flags & ns.CLONE_NEWCGROUP and parent_moves):
             cgroup_r, cgroup_w = os.pipe()
             fds.add(cgroup_r, cgroup_w)
         sync_r, sync_w = os.pipe()
         fds.add(sync_r, sync_w)
-        keep = {sync_w, *(fd for fd in (gate_r, fifo_fd, console_fd, cgroup_r) if fd is not None), *preserved,
-                *(stdio or ())}
+        keep = {sync_w, *(fd for fd in (gate_r, fifo_fd, console_fd, cgroup_r, host_root) if fd is not None),
+                *preserved, *(stdio or ())}
         plan = child.ChildPlan(
             container_id=container_id,
             process=plan_proc,
             rootfs=rplan,
             cgroup_ready_fd=cgroup_r,
+            host_root_fd=host_root,
+            self_move_files=self_move,
             new_namespaces=new_flags,
             join_namespaces=join,
             hostname=spec.get("hostname") if any(k == "uts" and p is None for k, p in nss) else None,
@@ -307,7 +320,7 @@ def launch_init(
             keep_fds=keep,
         )
         pid = _fork(plan, pid_ns, child.run_init)
-        fds.close(sync_w, gate_r, fifo_fd, console_fd, cgroup_r)
+        fds.close(sync_w, gate_r, fifo_fd, console_fd, cgroup_r, host_root)
         state = {
             "ociVersion": spec.get("ociVersion") or "1.0.2",
             "id": container_id,
@@ -328,11 +341,12 @@ def launch_init(
         # move only at the gate (or before it creates a cgroup namespace).
         if resources is not None:
             cgroup.create()
-            if not new_flags & ns.CLONE_NEWCGROUP:
+            if not (new_flags & ns.CLONE_NEWCGROUP and parent_moves):
                 fds.forget(cgroup_w)
                 signal_ready(cgroup_w, b"C")
             cgroup.set(resources)
-        cgroup.apply(pid)
+        if parent_moves:
+            cgroup.apply(pid, skip_self_movable=True)
         if cgroup_w in fds.open:
             fds.forget(cgroup_w)
             signal_ready(cgroup_w, b"C")
@@ -389,12 +403,15 @@ def launch_exec(
         sync_r, sync_w = os.pipe()
         gate_r, gate_w = os.pipe()
         fds.add(sync_r, sync_w, gate_r, gate_w)
+        host_root, self_move = _self_move(cgroup)
+        fds.add(host_root)
         keep = {sync_w, gate_r, *(fd for fd, _ in ns_fds), *preserved, *(stdio or ())}
-        if console_fd is not None:
-            keep.add(console_fd)
+        keep.update(fd for fd in (console_fd, host_root) if fd is not None)
         plan = child.ChildPlan(
             container_id=container_id,
             process=plan_proc,
+            host_root_fd=host_root,
+            self_move_files=self_move,
             seccomp=seccomp_bpf,
             sync_fd=sync_w,
             gate_fd=gate_r,
@@ -406,9 +423,9 @@ def launch_exec(
         )
         pid_ns = (ns.CLONE_NEWPID, ns.proc_path(init_pid, "pid")) if "pid" in kinds else None
         pid = _fork(plan, pid_ns, child.run_exec, ns_fds)
-        fds.close(sync_w, gate_r, console_fd, *(fd for fd, _ in ns_fds))
-        if cgroup is not None:
-            cgroup.apply(pid)
+        fds.close(sync_w, gate_r, console_fd, host_root, *(fd for fd, _ in ns_fds))
+        if cgroup is not None and not cgroup.all_self_movable():
+            cgroup.apply(pid, skip_self_movable=True)
         read_sync(sync_r)
         fds.close(sync_r)
         master = _receive_master(master_rx)

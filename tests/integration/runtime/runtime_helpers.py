@@ -16,3 +16,16 @@ def leftover_cgroups(name: str) -> list[str]:
         if candidate.is_dir():
             out.append(str(candidate))
     return out
+
+
+def cgroups_of(pid: int) -> dict[str, str]:
+    """/proc/PID/cgroup as hierarchy (controllers, or "" for cgroup2) -> path, for the hierarchies mounted
+    here (the cgroup2 line is there even when no cgroup2 tree is mounted)."""
+    cgroup2 = any((CGROUP_ROOT / d / "cgroup.procs").exists() for d in (".", "unified"))
+    out = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f.read().splitlines():
+            _, hierarchy, path = line.split(":", 2)
+            if hierarchy or cgroup2:
+                out[hierarchy] = path
+    return out

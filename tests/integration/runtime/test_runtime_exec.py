@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from runtime_helpers import cgroups_of
 
 pytestmark = pytest.mark.root
 
@@ -65,8 +66,8 @@ def test_detached_exec_writes_the_pid_file_and_joins_the_cgroup(runtime, running
                 stdout=out, stderr=out, capture_output=False)
     pid = int(pid_file.read_text())
     assert pid in json.loads(runtime("ps", "--format", "json", running.id).stdout)
-    with open(f"/proc/{pid}/cgroup") as f:
-        assert f"/{running.id}" in f.read()
+    assert cgroups_of(pid) == cgroups_of(int(runtime.state(running.id)["pid"]))
+    assert all(path == running.cgroup_path for path in cgroups_of(pid).values()), cgroups_of(pid)
 
 
 def test_exec_of_a_missing_program_says_not_found(runtime, running):

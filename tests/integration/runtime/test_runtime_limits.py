@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from runtime_helpers import cgroups_of
 
 pytestmark = pytest.mark.root
 
@@ -14,6 +15,31 @@ pytestmark = pytest.mark.root
 def start_detached(runtime, bundle, tmp_path):
     with open(tmp_path / f"{bundle.id}.out", "w") as out:
         runtime("run", "-d", "--bundle", str(bundle.path), bundle.id, stdout=out, stderr=out, capture_output=False)
+
+
+def test_init_joins_its_cgroup_in_every_hierarchy(runtime, make_bundle, tmp_path):
+    """v1 hierarchies (the init moves itself in) and a hybrid host's cgroup2 tree (the runtime moves it)."""
+    bundle = make_bundle(["/bin/sleep", "60"])
+    start_detached(runtime, bundle, tmp_path)
+    placed = cgroups_of(int(runtime.state(bundle.id)["pid"]))
+    assert len(placed) > 1
+    assert all(path == bundle.cgroup_path for path in placed.values()), placed
+
+
+def test_a_cgroup_namespace_is_rooted_at_the_containers_cgroups(runtime, make_bundle, tmp_path):
+    bundle = make_bundle(["/bin/sh", "-c", "cat /proc/self/cgroup; sleep 60"])
+    bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
+    bundle.write()
+    start_detached(runtime, bundle, tmp_path)
+    placed = cgroups_of(int(runtime.state(bundle.id)["pid"]))
+    assert all(path == bundle.cgroup_path for path in placed.values()), placed
+    out = tmp_path / f"{bundle.id}.out"
+    deadline = time.monotonic() + 5
+    while len(out.read_text().splitlines()) < len(placed):
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.02)
+    inside = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in out.read_text().splitlines()}
+    assert {hierarchy: inside[hierarchy] for hierarchy in placed} == {hierarchy: "/" for hierarchy in placed}
 
 
 def test_cpu_quota_holds_a_busy_loop_near_20_percent(runtime, make_bundle, tmp_path):

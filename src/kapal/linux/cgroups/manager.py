@@ -6,7 +6,15 @@ Lifecycle of a manager, in the order the runtime calls it:
                from its parent so tasks can join).
 - `set(res)`   write the limits in `Resources`; an option this host or this
                cgroup version cannot honour raises `Unsupported` by name.
-- `apply(pid)` move a process in (0 = the caller) - every hierarchy.
+- `apply(pid)` move a process in (0 = the caller) - every hierarchy. Each
+               move through cgroup.procs takes the kernel's global migration
+               lock, whose first taker after a quiet spell waits out an RCU
+               grace period (5-20 ms, holding cgroup_mutex).
+- `self_move_files()`  files a single-threaded process writes b"0" to, to
+               move itself in without that lock (v1 `tasks`: microseconds);
+               `apply(pid, skip_self_movable=True)` then moves it into the
+               rest, and `all_self_movable()` says whether there is a rest
+               (v2, or the cgroup2 tree of a hybrid host).
 - `freeze()` / `thaw()` / `frozen()`   pause and resume every task.
 - `pids()`     the processes inside; `signal(sig)` sends one to each.
 - `stats()`    usage counters (`cpu_usage_ns`, `memory_usage`, `pids_current`...).
@@ -37,7 +45,11 @@ class CgroupManager(Protocol):
 
     def set(self, resources: Resources) -> None: ...
 
-    def apply(self, pid: int) -> None: ...
+    def apply(self, pid: int, skip_self_movable: bool = False) -> None: ...
+
+    def self_move_files(self) -> list[str]: ...
+
+    def all_self_movable(self) -> bool: ...
 
     def freeze(self) -> None: ...
 

@@ -74,10 +74,24 @@ class CgroupV1Manager:
             else:
                 os.makedirs(d, exist_ok=True)
 
-    def apply(self, pid: int) -> None:
+    def apply(self, pid: int, skip_self_movable: bool = False) -> None:
         data = str(pid).encode()
         for d in self._unique_dirs():
-            common.write(d, "cgroup.procs", data)
+            if not (skip_self_movable and d not in self._cgroup2_dirs()):
+                common.write(d, "cgroup.procs", data)
+
+    def self_move_files(self) -> list[str]:
+        """Each v1 hierarchy's `tasks`: a thread that writes b"0" there moves itself without the global
+        migration lock (the cgroup2 tree of a hybrid host has no such file)."""
+        cgroup2 = self._cgroup2_dirs()
+        return [d + "/tasks" for d in self._unique_dirs() if d not in cgroup2]
+
+    def all_self_movable(self) -> bool:
+        return not self._cgroup2_dirs()
+
+    def _cgroup2_dirs(self) -> tuple[str, ...]:
+        d = self._dirs.get("unified")
+        return (d,) if d is not None else ()
 
     def set(self, r: Resources) -> None:
         self._check_supported(r)

@@ -98,8 +98,14 @@ class CgroupV2Manager:
                     pass  # a populated cgroup cannot delegate; limits that need it will say so
             current = current + "/" + name
 
-    def apply(self, pid: int) -> None:
+    def apply(self, pid: int, skip_self_movable: bool = False) -> None:
         common.write(self._path, "cgroup.procs", str(pid))
+
+    def self_move_files(self) -> list[str]:
+        return []  # cgroup.threads moves a thread only within its own domain
+
+    def all_self_movable(self) -> bool:
+        return False
 
     def set(self, r: Resources) -> None:
         p = self._path
