@@ -104,7 +104,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="counted rounds (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up rounds (default 3)")
     parser.add_argument("--detached", type=int, default=50, help="containers for the run -d series (default 50)")
-    parser.add_argument("--runtime", default="runc", help="the engine's OCI runtime (default runc)")
+    parser.add_argument("--runtime", default="kapal", help="the engine's OCI runtime (default kapal: its own)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a kill: clean up all the same
     if os.geteuid() != 0:

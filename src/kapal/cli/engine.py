@@ -37,7 +37,10 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--registry-certs-dir", default="/etc/kapal/certs.d", help="<dir>/<host:port>/ca.crt CAs")
     parser.add_argument(
-        "--runtime", default="runc", help="runc-compatible OCI runtime binary (runc, crun, kapal-runtime)"
+        "--runtime",
+        default="kapal",
+        help="OCI runtime: kapal (the default: kapal's runtime, in the shim's process) or a runc-compatible "
+        "binary (runc, crun, kapal-runtime, or a path)",
     )
     parser.add_argument(
         "--live-restore",

@@ -18,7 +18,7 @@ class EngineConfig:
     host: str = DEFAULT_HOST
     insecure_registries: tuple[str, ...] = ()
     certs_dir: Path = Path("/etc/kapal/certs.d")
-    runtime: str = "runc"
+    runtime: str = "kapal"
     live_restore: bool = True
     lxcfs_dir: Path | None = Path("/var/lib/kapal/lxcfs")  # None: containers see the host's /proc files
     bridge: str = "kapal0"

@@ -14,7 +14,7 @@ In-process use (what `kapal engine` wires in daemon.build_containers): every met
 thread-safe, raises kapal.errors and takes Docker API bodies, so the HTTP layer is a thin shell:
 
     engine = Engine(EngineConfig(data_root=ROOT))
-    mgr = build_containers(engine, config)            # or ContainerManager(engine, OciCliRuntime(...), ...)
+    mgr = build_containers(engine, config)            # or ContainerManager(engine, runtime_for(...), ...)
     cid = mgr.create({"Image": "bb:1", "Cmd": ["sh"], "HostConfig": {
         "NetworkMode": "ns:/path/to/pinned/netns",   # a pod sandbox's namespaces, joined by path
         "IpcMode": "ns:/path/ipc", "UTSMode": "ns:/path/uts", "CgroupParent": "/kubepods/pod<uid>"}},
@@ -688,7 +688,7 @@ class ContainerManager:
             settings = {
                 "id": c.id,
                 "bundle": str(c.dir),
-                "runtime": self.runtime.argv(),
+                **self.runtime.shim_settings(),
                 "log_path": c.doc["LogPath"],
                 "log_max_size": max_size,
                 "log_max_files": max_file,

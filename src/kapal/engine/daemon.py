@@ -21,7 +21,7 @@ from .config import EngineConfig
 from .containers import ContainerManager
 from .lxcfs import Lxcfs
 from .networking import EngineNetworks
-from .runtimes import OciCliRuntime, become_subreaper
+from .runtimes import KapalRuntime, become_subreaper, runtime_for
 from .service import Engine
 from .shimclient import ShimLauncher
 
@@ -113,12 +113,13 @@ def build_containers(engine: Engine, config: EngineConfig) -> ContainerManager:
         config.data_root, config.bridge, str(iface.network), config.network_pool, gateway=str(iface.ip)
     )
     lxcfs = Lxcfs.ensure(config.lxcfs_dir) if config.lxcfs_dir is not None else Lxcfs.disabled()
+    runtime = runtime_for(config.runtime, config.data_root / "runtime")
     return ContainerManager(
         engine,
-        OciCliRuntime(config.runtime, config.data_root / "runtime"),
+        runtime,
         networks=networks,
         lxcfs=lxcfs,
-        launcher=ShimLauncher(),
+        launcher=ShimLauncher(preload_runtime=isinstance(runtime, KapalRuntime)),
         live_restore=config.live_restore,
         events=engine.events,
     )

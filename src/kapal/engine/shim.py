@@ -3,8 +3,10 @@ log, reaps its init for the exit code, and serves the engine on a unix socket.
 
 It is a small single-threaded process in its own session that ignores the signals a dying engine or
 terminal sends, so containers outlive the engine: a restarted engine reconnects to `<dir>/shim.sock`,
-or reads `<dir>/exit.json` when the container ended meanwhile. The container's init is re-parented to
-the shim (a child subreaper) when the runtime's `run --detach` returns.
+or reads `<dir>/exit.json` when the container ended meanwhile. With kapal's runtime (settings
+`runtime_root`) the shim forks the container's init itself through `kapal.runtime.container.run`,
+imported while it waited warm; with a runc-compatible binary (settings `runtime`: its argv) it runs
+`run --detach`, and the init is re-parented to the shim (a child subreaper) when that returns.
 
 The shim starts on the path of every `docker run`, so it runs as `python -SE` and imports builtins only
 (`_socket`, `_signal`, `select`, `marshal`, `_json`; not `socket`, `signal`, `json`, `selectors`, which
@@ -214,6 +216,66 @@ class Shim:
             child_fds += [out_w, err_w]
             self.outputs = {out_r: 1, err_r: 2}
             stdio = (stdin, out_w, err_w)
+        if "runtime_root" in s:
+            self._run_in_process(stdio, console)
+        else:
+            self._run_runtime_binary(stdio, console)
+        for fd in (*child_fds, null):
+            os.close(fd)
+        if self.master is not None:
+            self.outputs = {self.master: 1}
+            self.stdin_fd = self.master
+            rows, cols = s.get("console_size") or (0, 0)
+            if rows and cols:
+                self.resize(rows, cols)
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+            self._register(fd, IN, ("output", fd))
+
+    def _run_in_process(self, stdio: tuple[int, int, int], console: _socket.socket | None) -> None:
+        """kapal's runtime as a library: the init is forked from this process, which is already warm."""
+        from kapal.errors import KapalError
+        from kapal.runtime import container
+
+        s = self.s
+        try:
+            self.init_pid = container.run(
+                s["runtime_root"], s["id"], s["bundle"], detach=True, stdio=stdio, pid_file=s["pid_file"],
+                console_socket=os.path.abspath("console.sock") if console is not None else None,
+            )
+        except KapalError as e:
+            raise RuntimeError(str(e)) from None
+        except OSError as e:
+            raise RuntimeError(f"{e.filename}: {e.strerror}" if e.filename else str(e.strerror or e)) from None
+        finally:
+            if console is not None:
+                self._accept_pty(console)
+
+    def _accept_pty(self, console: _socket.socket) -> None:
+        """The pty master the init sent before it became ready (queued on the listener), if it did."""
+        console.setblocking(False)
+        try:
+            fd, _ = console._accept()
+        except BlockingIOError:
+            fd = None
+        finally:
+            console.close()
+            try:
+                os.unlink("console.sock")
+            except FileNotFoundError:
+                pass
+        if fd is None:
+            return
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        try:
+            conn.settimeout(10)
+            self.master = _receive_fd(conn)
+        finally:
+            conn.close()
+
+    def _run_runtime_binary(self, stdio: tuple[int, int, int], console: _socket.socket | None) -> None:
+        """A runc-compatible binary: `run --detach`; the init is re-parented to this process when it exits."""
+        s = self.s
         argv = [
             *s["runtime"],
             "--log",
@@ -237,22 +299,11 @@ class Shim:
         status = self._receive_pty(console, pid) if console is not None else None
         if status is None:
             _, status = os.waitpid(pid, 0)
-        for fd in (*child_fds, null):
-            os.close(fd)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
             raise RuntimeError(_runtime_error(s["runtime_log"], code))
         with open(s["pid_file"]) as f:
             self.init_pid = int(f.read().strip())
-        if self.master is not None:
-            self.outputs = {self.master: 1}
-            self.stdin_fd = self.master
-            rows, cols = s.get("console_size") or (0, 0)
-            if rows and cols:
-                self.resize(rows, cols)
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            self._register(fd, IN, ("output", fd))
 
     def _receive_pty(self, console: _socket.socket, runtime_pid: int) -> int | None:
         """Accept the runtime's pty master on the console socket; returns the runtime's wait status when
@@ -497,20 +548,7 @@ class Shim:
         code = os.waitstatus_to_exitcode(status)
         code = 128 - code if code < 0 else code
         oom = _oom_killed(s.get("memory_cgroup", ""))
-        argv = [*s["runtime"], "delete", "--force", s["id"]]
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                {"PATH": PATH},
-                file_actions=[(os.POSIX_SPAWN_DUP2, null, i) for i in range(3)],
-                setsigdef=IGNORED,
-            )
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-        os.close(null)
+        self._delete_container()
         finished = rfc3339_nano(time.time_ns())
         payload = _json_object({"ExitCode": code, "OOMKilled": oom, "FinishedAt": finished, "Pid": self.init_pid})
         _write_atomic(s["exit_file"], payload)
@@ -530,6 +568,33 @@ class Shim:
                 pass
             client.sock.close()
         return 0
+
+
+    def _delete_container(self) -> None:
+        s = self.s
+        if "runtime_root" in s:
+            from kapal.errors import KapalError
+            from kapal.runtime import container
+
+            try:
+                container.delete(s["runtime_root"], s["id"], force=True)
+            except (KapalError, OSError):
+                pass
+            return
+        argv = [*s["runtime"], "delete", "--force", s["id"]]
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                {"PATH": PATH},
+                file_actions=[(os.POSIX_SPAWN_DUP2, null, i) for i in range(3)],
+                setsigdef=IGNORED,
+            )
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(null)
 
 
 def _wait_for_settings(engine_fd: int) -> tuple[str, bytes]:
@@ -553,8 +618,16 @@ def _wait_for_settings(engine_fd: int) -> tuple[str, bytes]:
         sock.detach()
 
 
+def _preload_runtime() -> None:
+    """Import kapal's runtime while waiting warm, so that starting the container is only the runtime's work."""
+    import kapal.linux.console
+    import kapal.runtime.container
+    import kapal.runtime.launcher  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`SETTINGS FD`, or `- FD` to start warm and wait for the settings' path on FD."""
+    """`SETTINGS FD`, or `- FD [runtime]` to start warm (with kapal's runtime imported) and wait for the
+    settings' path on FD."""
     args = sys.argv[1:] if argv is None else argv
     for sig in IGNORED:
         _signal.signal(sig, _signal.SIG_IGN)
@@ -566,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     _subreaper()
     path, early = args[0], b""
     if path == "-" and engine_fd is not None:
+        if args[2:3] == ["runtime"]:
+            _preload_runtime()
         path, early = _wait_for_settings(engine_fd)
     with open(path, "rb") as f:
         settings = marshal.load(f)

@@ -136,8 +136,10 @@ class ShimLauncher:
     """Starts shims, keeping one started ahead (interpreter up, imports done) so that a container start
     waits only for the runtime."""
 
-    def __init__(self, warm: bool = True) -> None:
+    def __init__(self, warm: bool = True, preload_runtime: bool = False) -> None:
+        """`preload_runtime`: shims started ahead import kapal's runtime (for `KapalRuntime`) while they wait."""
         self.warm = warm
+        self.preload_runtime = preload_runtime
         self._lock = threading.Lock()
         self._ready: tuple[subprocess.Popen, socket.socket] | None = None
         self._closed = False
@@ -148,7 +150,8 @@ class ShimLauncher:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = subprocess.Popen(
-                [PYTHON, "-SE", "-c", _CODE, settings_path, str(theirs.fileno())],
+                [PYTHON, "-SE", "-c", _CODE, settings_path, str(theirs.fileno()),
+                 *(["runtime"] if self.preload_runtime and settings_path == "-" else [])],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -41,13 +41,26 @@ def open_pty(ptmx: str) -> tuple[int, int, int]:
 
 
 def connect(path: str) -> int:
-    """Connect to a listening console socket; returns the connected fd."""
+    """Connect to a listening console socket; returns the connected fd.
+
+    A path longer than a unix socket address holds (107 bytes) is reached through an O_PATH fd of its
+    directory, as /proc/self/fd/N/NAME: callers in deep data roots cannot chdir (threads share the cwd).
+    """
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    dir_fd = None
     try:
-        sock.connect(path)
+        target = path
+        if len(os.fsencode(path)) > 107:
+            directory, name = os.path.split(path)
+            dir_fd = os.open(directory or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            target = f"/proc/self/fd/{dir_fd}/{name}"
+        sock.connect(target)
     except OSError as e:
         sock.close()
-        raise OSError(e.errno, f"console socket {path}: {os.strerror(e.errno)}") from e
+        raise OSError(e.errno, f"console socket {path}: {e.strerror or e}") from e
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
     return sock.detach()
 
 
