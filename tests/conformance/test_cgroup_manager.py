@@ -98,17 +98,18 @@ time.sleep(60)
 
 
 def test_a_process_moves_itself_then_apply_moves_it_into_the_rest(real, sleeper):
-    """self_move_files (v1 `tasks`, no global lock) plus apply(skip_self_movable) = every hierarchy."""
+    """self_move_files (v1 `tasks`, no global lock) plus apply(skip_self_movable) into cgroup2_dir = every
+    hierarchy."""
     import sys
 
     real.create()
     files = real.self_move_files()
-    assert real.all_self_movable() == (real.version == 1 and "unified" not in real.paths())
+    assert real.cgroup2_dir() == (real.paths().get("unified") if real.version == 1 else real.path())
     assert all(f.endswith("/tasks") for f in files)
     p = subprocess.Popen([sys.executable, "-c", SELF_MOVER, *files], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline() == "moved\n"
-        if not real.all_self_movable():
+        if real.cgroup2_dir() is not None:
             real.apply(p.pid, skip_self_movable=True)
         assert real.pids() == [p.pid]
         placed = {}  # subsystem ("unified" for the cgroup2 line) -> the process's cgroup there
@@ -122,6 +123,35 @@ def test_a_process_moves_itself_then_apply_moves_it_into_the_rest(real, sleeper)
     finally:
         p.kill()
         p.wait()
+
+
+BORN_IN = """
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from kapal.linux import clone
+assert clone.usable(), "one thread, kernel 5.7+: clone3(CLONE_INTO_CGROUP) should be usable"
+pid = clone.fork_into_cgroup(sys.argv[1])
+if pid == 0:
+    with open("/proc/self/cgroup") as f:
+        print([line for line in f.read().splitlines() if line.startswith("0::")][0], flush=True)
+    os._exit(0)
+assert pid is not None, "clone3 refused"
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_child_can_be_born_in_the_cgroup2_directory(real):
+    """kapal.linux.clone: no move (and no migration lock) for the cgroup2 part either."""
+    import sys
+
+    if real.cgroup2_dir() is None:
+        pytest.skip("no cgroup2 tree on this host")
+    real.create()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    out = subprocess.run([sys.executable, "-c", BORN_IN, real.cgroup2_dir(), src], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("/" + Path(real.cgroup2_dir()).name)
 
 
 def test_paths_rebuild_an_equivalent_manager(real, sleeper):

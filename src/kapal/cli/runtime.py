@@ -302,7 +302,7 @@ def _main(args: list[str]) -> int:
             return 0
         command = rest[0]
         if command in ("create", "run", "exec"):
-            # A move into cgroup v2 may wait 5-20 ms (see kapal.linux.cgrouplock): start the wait now.
+            # A move into cgroup v2 may wait 5-20 ms (see kapal.linux.cgrouplock): if so, start the wait now.
             from kapal.linux import cgrouplock
 
             if cgrouplock.needed():

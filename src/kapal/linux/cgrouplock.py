@@ -8,10 +8,12 @@ wait on every cold start and overlaps it with re-executing itself.
 
 A thread that writes "0" to a v1 `tasks` file moves only itself and takes no
 such lock, so a container's init moves itself into every v1 hierarchy for
-free (kapal.runtime.init). Only moves into cgroup v2 - a v2 host, or the
-cgroup2 tree of a hybrid host - still pay the wait; for those kapal starts
-it in a thread as early as it can and overlaps it with its imports and the
-child's rootfs. `needed()` says whether this host has such a tree.
+free (kapal.runtime.init); a single-threaded process forks it straight into
+its cgroup2 directory (kapal.linux.clone). Only a multi-threaded caller's
+move into cgroup v2 - a v2 host, or the cgroup2 tree of a hybrid host -
+still pays the wait; then kapal starts it in a thread as early as it can
+and overlaps it with its imports and the child's rootfs. `needed()` and
+`needed_for()` say whether that is so.
 
 This module imports nothing heavy: kapal-runtime calls it first thing.
 """
@@ -69,8 +71,22 @@ def prime_migration_lock() -> None:
 
 
 def needed() -> bool:
-    """Whether a container's move may take the lock: cgroup2 mounted as the host's tree or beside v1 ones."""
-    return os.path.exists("/sys/fs/cgroup/cgroup.procs") or os.path.exists("/sys/fs/cgroup/unified/cgroup.procs")
+    """Whether a container's move may take the lock: cgroup2 is mounted (as the host's tree or beside v1
+    ones) and this process cannot fork children straight into it (kapal.linux.clone)."""
+    if not (os.path.exists("/sys/fs/cgroup/cgroup.procs") or os.path.exists("/sys/fs/cgroup/unified/cgroup.procs")):
+        return False
+    from kapal.linux import clone
+
+    return not clone.usable()
+
+
+def needed_for(cgroup2_dir: str | None) -> bool:
+    """Whether moving a child into this cgroup2 directory (None: there is none) will take the lock."""
+    if cgroup2_dir is None:
+        return False
+    from kapal.linux import clone
+
+    return not clone.usable()
 
 
 def primed_recently(window: float = 0.1) -> bool:

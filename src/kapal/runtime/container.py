@@ -125,16 +125,17 @@ def _create(store: StateStore, container_id: str, bundle: str, spec: dict | None
     store.reserve(container_id)
     try:
         try:
-            # The init moves itself into v1 hierarchies at no cost; a move into cgroup v2 (or a hybrid host's
-            # cgroup2 tree) may wait 5-20 ms for an RCU grace period, with cgroup_mutex (which mkdir needs)
-            # held through that wait. If that wait has been started already (kapal-runtime does so first
-            # thing), make the directories after forking, so the child's work overlaps it; otherwise make
-            # them now and, if a move will need it, start the wait before forking.
-            self_movable = cgroup.all_self_movable()
-            if self_movable or not cgrouplock.primed_recently():
+            # The init moves itself into v1 hierarchies and, forked by a single-threaded caller, is born in
+            # its cgroup2 directory: no cost. Otherwise the move into cgroup v2 (or a hybrid host's cgroup2
+            # tree) may wait 5-20 ms for an RCU grace period, with cgroup_mutex (which mkdir needs) held
+            # through that wait. If that wait has been started already, make the directories after forking,
+            # so the child's work overlaps it; otherwise make them now and, if the move will wait, start
+            # the wait before forking.
+            waits = cgrouplock.needed_for(cgroup.cgroup2_dir())
+            if not waits or not cgrouplock.primed_recently():
                 cgroup.create()
                 cgroup.set(resources)
-                if not self_movable:
+                if waits:
                     cgrouplock.prime_migration_lock()
                 resources = None
             from kapal.runtime import launcher
@@ -387,7 +388,7 @@ def exec_process(
         raise FailedPrecondition(f"cannot exec in container {container_id}: it is paused (resume it first)")
     config = store.load_config(container_id)
     cgroup = _manager(st) if st.get("cgroup_paths") else None
-    if cgroup is not None and not cgroup.all_self_movable() and not cgrouplock.primed_recently():
+    if cgroup is not None and cgrouplock.needed_for(cgroup.cgroup2_dir()) and not cgrouplock.primed_recently():
         cgrouplock.prime_migration_lock()
     from kapal.runtime import launcher
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 
 from kapal.errors import AlreadyExists, FailedPrecondition, Invalid, KapalError, NotFound, Unsupported
+from kapal.linux import clone, proc
 from kapal.linux import namespaces as ns
-from kapal.linux import proc
 from kapal.linux.cgroups import common as cgcommon
 from kapal.runtime import init as child
 from kapal.runtime import spec as specmod
@@ -174,8 +174,10 @@ def _receive_master(master_rx: int | None) -> int | None:
     return master
 
 
-def _fork(plan: child.ChildPlan, pid_ns: tuple[int, str | None] | None, target, *extra) -> int:
-    """fork into the right pid namespace; the caller's own namespaces are restored at once."""
+def _fork(plan: child.ChildPlan, pid_ns: tuple[int, str | None] | None, cgroup2_dir: str | None, target,
+          *extra) -> tuple[int, bool]:
+    """fork into the right pid namespace, born in `cgroup2_dir` when this process can (kapal.linux.clone);
+    the caller's own namespaces are restored at once. Returns (pid, born in cgroup2_dir)."""
     children = ns.ChildrenNamespaces()
     if pid_ns is not None:
         flag, path = pid_ns
@@ -184,14 +186,19 @@ def _fork(plan: child.ChildPlan, pid_ns: tuple[int, str | None] | None, target, 
         else:
             children.enter(join={flag: path})
     try:
-        pid = os.fork()
+        pid = None
+        if cgroup2_dir is not None and clone.usable():
+            pid = clone.fork_into_cgroup(cgroup2_dir)
+        born = pid is not None
+        if pid is None:
+            pid = os.fork()
     except BaseException:
         children.restore()
         raise
     if pid == 0:
         target(plan, *extra)  # never returns
     children.restore()
-    return pid
+    return pid, born
 
 
 def _self_move(cgroup) -> tuple[int | None, list[str]]:
@@ -282,7 +289,7 @@ def launch_init(
         fifo_fd = gate_r = gate_w = cgroup_r = cgroup_w = None
         host_root, self_move = _self_move(cgroup)
         fds.add(host_root)
-        parent_moves = not cgroup.all_self_movable()
+        cgroup2 = cgroup.cgroup2_dir()
         if gate == "fifo":
             os.mkfifo(store.fifo(container_id), 0o622)
             fifo_fd = os.open(store.fifo(container_id), os.O_PATH | os.O_CLOEXEC)
@@ -290,7 +297,7 @@ def launch_init(
         else:
             gate_r, gate_w = os.pipe()
             fds.add(gate_r, gate_w)
-        if resources is not None or (new_flags & ns.CLONE_NEWCGROUP and parent_moves):
+        if resources is not None or (new_flags & ns.CLONE_NEWCGROUP and cgroup2 is not None):
             cgroup_r, cgroup_w = os.pipe()
             fds.add(cgroup_r, cgroup_w)
         sync_r, sync_w = os.pipe()
@@ -319,7 +326,8 @@ def launch_init(
             new_keyring=not no_new_keyring,
             keep_fds=keep,
         )
-        pid = _fork(plan, pid_ns, child.run_init)
+        pid, born = _fork(plan, pid_ns, cgroup2 if resources is None else None, child.run_init)
+        parent_moves = cgroup2 is not None and not born
         fds.close(sync_w, gate_r, fifo_fd, console_fd, cgroup_r, host_root)
         state = {
             "ociVersion": spec.get("ociVersion") or "1.0.2",
@@ -422,9 +430,10 @@ def launch_exec(
             keep_fds=keep,
         )
         pid_ns = (ns.CLONE_NEWPID, ns.proc_path(init_pid, "pid")) if "pid" in kinds else None
-        pid = _fork(plan, pid_ns, child.run_exec, ns_fds)
+        cgroup2 = cgroup.cgroup2_dir() if cgroup is not None else None
+        pid, born = _fork(plan, pid_ns, cgroup2, child.run_exec, ns_fds)
         fds.close(sync_w, gate_r, console_fd, host_root, *(fd for fd, _ in ns_fds))
-        if cgroup is not None and not cgroup.all_self_movable():
+        if cgroup2 is not None and not born:
             cgroup.apply(pid, skip_self_movable=True)
         read_sync(sync_r)
         fds.close(sync_r)

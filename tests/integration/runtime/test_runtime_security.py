@@ -52,7 +52,7 @@ def test_process_joining_a_container_hides_the_runtime_binary(runtime, make_bund
     plan = init.ChildPlan(container_id=bundle.id, process=ProcessPlan.from_oci(process), sync_fd=sync_w,
                           gate_fd=gate_r, preserve_fds=0, preserved=[],
                           keep_fds={sync_w, gate_r, *(fd for fd, _ in ns_fds)})
-    pid = launcher._fork(plan, (ns.CLONE_NEWPID, ns.proc_path(st["pid"], "pid")), init.run_exec, ns_fds)
+    pid, _ = launcher._fork(plan, (ns.CLONE_NEWPID, ns.proc_path(st["pid"], "pid")), None, init.run_exec, ns_fds)
     try:
         os.close(sync_w)
         os.close(gate_r)

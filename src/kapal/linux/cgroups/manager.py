@@ -11,10 +11,11 @@ Lifecycle of a manager, in the order the runtime calls it:
                lock, whose first taker after a quiet spell waits out an RCU
                grace period (5-20 ms, holding cgroup_mutex).
 - `self_move_files()`  files a single-threaded process writes b"0" to, to
-               move itself in without that lock (v1 `tasks`: microseconds);
-               `apply(pid, skip_self_movable=True)` then moves it into the
-               rest, and `all_self_movable()` says whether there is a rest
-               (v2, or the cgroup2 tree of a hybrid host).
+               move itself in without that lock (v1 `tasks`: microseconds).
+- `cgroup2_dir()`  the rest: the cgroup's directory in cgroup v2 (or in a
+               hybrid host's cgroup2 tree), None on a pure v1 host. A child
+               born there (kapal.linux.clone) needs no move either; else
+               `apply(pid, skip_self_movable=True)` moves it there.
 - `freeze()` / `thaw()` / `frozen()`   pause and resume every task.
 - `pids()`     the processes inside; `signal(sig)` sends one to each.
 - `stats()`    usage counters (`cpu_usage_ns`, `memory_usage`, `pids_current`...).
@@ -49,7 +50,7 @@ class CgroupManager(Protocol):
 
     def self_move_files(self) -> list[str]: ...
 
-    def all_self_movable(self) -> bool: ...
+    def cgroup2_dir(self) -> str | None: ...
 
     def freeze(self) -> None: ...
 

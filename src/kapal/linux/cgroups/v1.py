@@ -86,8 +86,8 @@ class CgroupV1Manager:
         cgroup2 = self._cgroup2_dirs()
         return [d + "/tasks" for d in self._unique_dirs() if d not in cgroup2]
 
-    def all_self_movable(self) -> bool:
-        return not self._cgroup2_dirs()
+    def cgroup2_dir(self) -> str | None:
+        return self._dirs.get("unified")
 
     def _cgroup2_dirs(self) -> tuple[str, ...]:
         d = self._dirs.get("unified")

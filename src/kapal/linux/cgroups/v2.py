@@ -104,8 +104,8 @@ class CgroupV2Manager:
     def self_move_files(self) -> list[str]:
         return []  # cgroup.threads moves a thread only within its own domain
 
-    def all_self_movable(self) -> bool:
-        return False
+    def cgroup2_dir(self) -> str | None:
+        return self._path
 
     def set(self, r: Resources) -> None:
         p = self._path
