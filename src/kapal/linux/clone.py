@@ -71,12 +71,26 @@ def _threads() -> int:
         return int(f.read().rpartition(b")")[2].split()[17])
 
 
+def _kernel_version() -> tuple[int, int]:
+    parts = []
+    for part in os.uname().release.split(".")[:2]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        parts.append(int(digits or 0))
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
 def usable() -> bool:
     """Whether `fork_into_cgroup` can work here and now: kernel 5.7+, and this process runs one thread."""
-    if _kernel_lacks_it:
+    if _kernel_lacks_it or _kernel_version() < (5, 7):
         return False
-    major, minor = (int(p) for p in os.uname().release.split(".")[:2])
-    return (major, minor) >= (5, 7) and _threads() == 1 and _setup()
+    try:
+        return _threads() == 1 and _setup()
+    except OSError:
+        return False
 
 
 def fork_into_cgroup(cgroup_dir: str) -> int | None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 
 from kapal.errors import AlreadyExists, FailedPrecondition, Invalid, KapalError, NotFound, Unsupported
-from kapal.linux import clone, proc
 from kapal.linux import namespaces as ns
+from kapal.linux import proc
 from kapal.linux.cgroups import common as cgcommon
 from kapal.runtime import init as child
 from kapal.runtime import spec as specmod
@@ -187,8 +187,11 @@ def _fork(plan: child.ChildPlan, pid_ns: tuple[int, str | None] | None, cgroup2_
             children.enter(join={flag: path})
     try:
         pid = None
-        if cgroup2_dir is not None and clone.usable():
-            pid = clone.fork_into_cgroup(cgroup2_dir)
+        if cgroup2_dir is not None:
+            from kapal.linux import clone
+
+            if clone.usable():
+                pid = clone.fork_into_cgroup(cgroup2_dir)
         born = pid is not None
         if pid is None:
             pid = os.fork()
