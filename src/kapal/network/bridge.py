@@ -34,7 +34,7 @@ from typing import Any
 from kapal.errors import AlreadyExists, Invalid, KapalError, NotFound, Unsupported
 
 from . import netns, sysctl
-from .cni import CNI_VERSION, DEFAULT_PLUGIN_DIRS, CniRunner, RuntimeConf
+from .cni import CNI_VERSION, DEFAULT_PLUGIN_DIRS, CniRunner, RuntimeConf, portmap_lock
 from .iptables import Iptables
 
 log = logging.getLogger(__name__)
@@ -433,9 +433,10 @@ def free_host_port(host_ip: str = "", protocol: str = "tcp") -> int:
 def remove_unused_portmap_chains() -> list[str]:
     """Delete portmap's shared chains when no container uses them any more (CNI-HOSTPORT-DNAT is empty)."""
     ipt = Iptables()
-    if not ipt.has_chain("nat", "CNI-HOSTPORT-DNAT") or ipt.rules("nat", "CNI-HOSTPORT-DNAT"):
-        return []
-    deleted: list[str] = []
-    for chain in PORTMAP_CHAINS:
-        deleted += ipt.delete_chains(chain, tables=("nat",), exact=True)
-    return deleted
+    with portmap_lock():
+        if not ipt.has_chain("nat", "CNI-HOSTPORT-DNAT") or ipt.rules("nat", "CNI-HOSTPORT-DNAT"):
+            return []
+        deleted: list[str] = []
+        for chain in PORTMAP_CHAINS:
+            deleted += ipt.delete_chains(chain, tables=("nat",), exact=True)
+        return deleted

@@ -16,11 +16,13 @@ already gone. Results are cached under the caller's directory, never in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,23 @@ log = logging.getLogger(__name__)
 CNI_VERSION = "1.0.0"
 DEFAULT_PLUGIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni")
 _SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PORTMAP_LOCK = "/run/kapal/portmap.lock"
+
+
+@contextlib.contextmanager
+def portmap_lock(path: str = PORTMAP_LOCK) -> Iterator[None]:
+    """Serialise host-wide work on portmap's shared chains across kapal processes.
+
+    portmap creates CNI-HOSTPORT-SETMARK/-MASQ/-DNAT in several iptables calls; an engine or kubelet
+    deleting those chains as unused in between would break the other's ADD.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 # CNI error codes (spec, "Error" section) -> kapal error classes
 _ERRORS: dict[int, type[KapalError]] = {
@@ -121,9 +140,11 @@ class CniRunner:
         )
         if rt.args:
             env["CNI_ARGS"] = ";".join(f"{k}={v}" for k, v in rt.args)
+        lock = portmap_lock() if plugin_type == "portmap" else contextlib.nullcontext()
         try:
-            proc = subprocess.run([binary], input=json.dumps(config).encode(), capture_output=True, env=env,
-                                  timeout=self.timeout, check=False)
+            with lock:
+                proc = subprocess.run([binary], input=json.dumps(config).encode(), capture_output=True, env=env,
+                                      timeout=self.timeout, check=False)
         except subprocess.TimeoutExpired as e:
             raise Temporary(f"CNI plugin {plugin_type} did not finish {command} within {self.timeout:.0f}s") from e
         out = proc.stdout.strip()
