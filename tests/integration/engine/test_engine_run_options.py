@@ -76,6 +76,34 @@ def test_security_defaults_and_options(docker, busybox, tmp_path):
     assert masked.stdout.split() == ["0"] and "Read-only file system" in masked.stderr
 
 
+HOST_USR = ["-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro"]  # the host's python
+SECCOMP_PROBE = """
+import ctypes, errno, os, socket, ssl
+libc = ctypes.CDLL(None, use_errno=True)
+def errname(number, *args):
+    return "ok" if libc.syscall(number, *args) >= 0 else errno.errorcode[ctypes.get_errno()]
+ssl.create_default_context()
+print("urandom", len(os.urandom(16)), len(os.getrandom(16)))
+print("clone3", errname(435, 0, 0), "io_uring_setup", errname(425, 1, 0))
+try:
+    socket.socket(38, socket.SOCK_SEQPACKET)
+except OSError as e:
+    print("AF_ALG", errno.errorcode[e.errno])
+print("Seccomp", open("/proc/self/status").read().split("Seccomp:")[1].split()[0])
+"""
+
+
+def test_default_seccomp_profile_runs_openssl(docker, busybox):
+    """Docker's default profile allows getrandom (OpenSSL 3 seeds with it), answers clone3 with ENOSYS (glibc
+    falls back to clone, whose flags the filter checks), refuses io_uring and AF_ALG sockets."""
+    python = os.path.realpath("/usr/bin/python3")
+    out = docker.out("run", "--rm", *HOST_USR, busybox, "sh", "-c", f"exec {python} -c '{SECCOMP_PROBE}'")
+    assert out.splitlines() == ["urandom 16 16", "clone3 ENOSYS io_uring_setup EPERM", "AF_ALG EPERM", "Seccomp 2"]
+    unconfined = docker.out("run", "--rm", "--security-opt", "seccomp=unconfined", *HOST_USR, busybox, "sh", "-c",
+                            f"exec {python} -c '{SECCOMP_PROBE}'")
+    assert unconfined.splitlines()[-1] == "Seccomp 0"
+
+
 def test_process_options(docker, busybox, tmp_path, unique):
     env_file = tmp_path / "env"
     env_file.write_text("# a comment\nFROM_FILE=yes\n")

@@ -121,10 +121,14 @@ def test_default_seccomp_profile():
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
     allowed = set(profile["syscalls"][0]["names"])
     assert {"read", "write", "execve", "openat"} <= allowed and "clone" not in allowed and "mount" not in allowed
-    assert "ptrace" not in allowed and "reboot" not in allowed and "unshare" not in allowed
+    assert "reboot" not in allowed and "unshare" not in allowed and "pidfd_getfd" not in allowed
+    assert {"getrandom", "statx", "rseq", "close_range", "faccessat2", "epoll_pwait2", "ptrace"} <= allowed
+    assert not any(name.startswith("io_uring") for name in allowed)  # as Docker's default since 2023
     clone = next(s for s in profile["syscalls"] if s["names"] == ["clone"])
     assert clone["args"][0]["value"] == CLONE_NAMESPACE_FLAGS and clone["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
     assert any(s["names"] == ["clone3"] and s["errnoRet"] == 38 for s in profile["syscalls"])
     admin = default_profile([*hcfg.DEFAULT_CAPS, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"])
     admin_allowed = set(admin["syscalls"][0]["names"])
-    assert {"mount", "unshare", "setns", "clone", "ptrace"} <= admin_allowed
+    assert {"mount", "unshare", "setns", "clone", "clone3", "pidfd_getfd"} <= admin_allowed
+    sockets = [s["args"][0] for s in profile["syscalls"] if s["names"] == ["socket"]]
+    assert [(a["op"], a["value"]) for a in sockets] == [("SCMP_CMP_LT", 38), ("SCMP_CMP_EQ", 39), ("SCMP_CMP_GT", 40)]
