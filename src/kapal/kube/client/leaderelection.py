@@ -224,3 +224,18 @@ async def lead_forever(elector: LeaderElector | None, term: Callable[[], Awaitab
             pause = min(pause * 2, 30.0)
             continue
         await asyncio.sleep(elector.config.retry_period)
+
+
+async def lead_until_stopped(elector: LeaderElector | None, term: Callable[[], Awaitable[None]],
+                             stop: asyncio.Event, name: str) -> None:
+    """`lead_forever` until `stop` is set; an error that ends it is raised here."""
+    work = asyncio.create_task(lead_forever(elector, term), name=name)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done() and work.exception() is not None:
+            raise work.exception()  # type: ignore[misc]
+    finally:
+        for t in (work, stopper):
+            t.cancel()
+        await asyncio.gather(work, stopper, return_exceptions=True)

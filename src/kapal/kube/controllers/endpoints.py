@@ -13,11 +13,11 @@ from kapal.kube.client.kinds import ENDPOINTS, PODS, SERVICES
 from kapal.kube.client.store import copy_object, object_key, split_key
 from kapal.kube.controllers.base import Controller, ControllerContext
 from kapal.kube.controllers.endpointutil import (
+    pod_event_handler,
     pod_ready,
     resolve_port,
     selected_pods,
     service_selector,
-    services_for_pod,
     should_include,
     target_ref,
 )
@@ -99,19 +99,8 @@ class EndpointsController(Controller):
         self.pods = self.informer(PODS)
         self.endpoints = self.informer(ENDPOINTS)
         self.watch(self.services, self.enqueue_handler())
-        self.watch(self.pods, EventHandler(on_add=self._pod, on_update=self._pod_updated, on_delete=self._pod))
+        self.watch(self.pods, pod_event_handler(self.services.indexer, self.enqueue))
         self.watch(self.endpoints, EventHandler(on_delete=self._endpoints_deleted))
-
-    def _pod(self, pod: Obj) -> None:
-        for svc in services_for_pod(pod, self.services.indexer):
-            self.enqueue(svc)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
-            return
-        self._pod(new)
-        if old["metadata"].get("labels") != new["metadata"].get("labels"):
-            self._pod(old)
 
     def _endpoints_deleted(self, ep: Obj) -> None:
         if self.services.indexer.get(object_key(ep)) is not None:

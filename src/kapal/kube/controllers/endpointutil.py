@@ -3,8 +3,10 @@ Service's endpoints, whether they are ready, and the ports their targetPorts res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from kapal.kube.client.informer import EventHandler
 from kapal.kube.client.store import NAMESPACE_INDEX, Indexer
 from kapal.kube.controllers.podutil import is_ready
 from kapal.kube.meta.selectors import LabelSelector, Requirement
@@ -72,3 +74,19 @@ def services_for_pod(pod: Obj, services: Indexer) -> list[Obj]:
 def target_ref(pod: Obj) -> dict[str, str]:
     m = pod["metadata"]
     return {"kind": "Pod", "namespace": m["namespace"], "name": m["name"], "uid": m["uid"]}
+
+
+def pod_event_handler(services: Indexer, enqueue: Callable[[Obj], None]) -> EventHandler:
+    """Pod events -> the Services that select the pod (before and after a label change)."""
+    def changed(pod: Obj) -> None:
+        for svc in services_for_pod(pod, services):
+            enqueue(svc)
+
+    def updated(old: Obj, new: Obj) -> None:
+        if old["metadata"].get("resourceVersion") == new["metadata"].get("resourceVersion"):
+            return
+        changed(new)
+        if old["metadata"].get("labels") != new["metadata"].get("labels"):
+            changed(old)
+
+    return EventHandler(on_add=changed, on_update=updated, on_delete=changed)

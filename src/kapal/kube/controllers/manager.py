@@ -25,7 +25,7 @@ from kapal.kube.client.config import ClientConfig
 from kapal.kube.client.events import EventRecorder
 from kapal.kube.client.healthz import HealthServer
 from kapal.kube.client.informer import InformerFactory
-from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_forever
+from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_until_stopped
 from kapal.kube.controllers.base import Controller, ControllerContext
 from kapal.kube.controllers.credentials import ServiceAccountCredentials
 
@@ -253,16 +253,9 @@ async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.
             for r in recorders:
                 await r.close(0.5)
 
-    work = asyncio.create_task(lead_forever(elector, term), name="kube-controller-manager")
-    stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
+        await lead_until_stopped(elector, term, stop, "kube-controller-manager")
     finally:
-        for t in (work, stopper):
-            t.cancel()
-        await asyncio.gather(work, stopper, return_exceptions=True)
         if health is not None:
             await health.stop()
         if credentials is not None:

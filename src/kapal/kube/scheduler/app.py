@@ -19,7 +19,7 @@ from kapal.kube.client.client import ApiClient
 from kapal.kube.client.config import ClientConfig
 from kapal.kube.client.healthz import HealthServer
 from kapal.kube.client.informer import InformerFactory
-from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_forever
+from kapal.kube.client.leaderelection import LeaderElectionFlags, lead_until_stopped
 from kapal.kube.scheduler.scheduler import Scheduler, SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,9 @@ async def run_scheduler(config: SchedulerConfig, stop: asyncio.Event, *, client:
     async def term() -> None:
         await Scheduler(client, factory, config.settings).run()
 
-    work = asyncio.create_task(lead_forever(elector, term), name="kube-scheduler")
-    stopper = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if work.done() and work.exception() is not None:
-            raise work.exception()  # type: ignore[misc]
+        await lead_until_stopped(elector, term, stop, "kube-scheduler")
     finally:
-        for t in (work, stopper):
-            t.cancel()
-        await asyncio.gather(work, stopper, return_exceptions=True)
         if health is not None:
             await health.stop()
         if own_informers:
