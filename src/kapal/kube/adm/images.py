@@ -227,18 +227,27 @@ class _LayerWriter:
         info.mtime = int(time.time())
         return info
 
-    def directory(self, path: str, mode: int = 0o755) -> None:
-        if path in ("/", ""):
-            return
+    def _claim(self, path: str) -> str | None:
+        """The path with a symlinked parent resolved (the link itself stored), None when already stored;
+        its parent directories are stored first."""
         parent = os.path.dirname(path)
         real_parent = os.path.realpath(parent)
         if real_parent != parent:
             self.directory(parent)
             path = os.path.join(real_parent, os.path.basename(path))
         if path in self.done:
-            return
+            return None
         self.done.add(path)
         self.parents(path)
+        return path
+
+    def directory(self, path: str, mode: int = 0o755) -> None:
+        if path in ("/", ""):
+            return
+        claimed = self._claim(path)
+        if claimed is None:
+            return
+        path = claimed
         if os.path.islink(path):
             self.tar.addfile(self._info(path, tarfile.SYMTYPE, 0o777, link=os.readlink(path)))
             self.directory(os.path.realpath(path))
@@ -253,15 +262,10 @@ class _LayerWriter:
     def host_file(self, path: str) -> None:
         """Copy a host file to the same path; a symlinked parent (merged /usr) is kept as a link and the file
         stored under the directory it points to, so no tar entry goes through a link."""
-        parent = os.path.dirname(path)
-        real_parent = os.path.realpath(parent)
-        if real_parent != parent:
-            self.directory(parent)
-            path = os.path.join(real_parent, os.path.basename(path))
-        if path in self.done:
+        claimed = self._claim(path)
+        if claimed is None:
             return
-        self.done.add(path)
-        self.parents(path)
+        path = claimed
         if os.path.islink(path):
             link = os.readlink(path)
             self.tar.addfile(self._info(path, tarfile.SYMTYPE, 0o777, link=link))
