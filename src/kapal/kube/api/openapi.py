@@ -330,6 +330,11 @@ def _v3_operation(op: Operation, tag: str) -> dict[str, Any]:
         ok = {"description": "OK", "content": {"*/*": {"schema": {"type": "string"}}}}
     else:
         ok = {"description": "OK", "content": _v3_content(op.response, _RESPONSE_TYPES)}
+    return _finish_operation(out, op, ok)
+
+
+def _finish_operation(out: dict[str, Any], op: Operation, ok: dict[str, Any]) -> dict[str, Any]:
+    """The responses and kubernetes extensions both OpenAPI versions give an operation."""
     responses: dict[str, Any] = {"200": ok}
     if op.created:
         responses["201"] = {**ok, "description": "Created"}
@@ -445,17 +450,7 @@ def _v2_operation(op: Operation, tag: str) -> dict[str, Any]:
         out["parameters"] = params
     ok: dict[str, Any] = {"description": "OK"}
     ok["schema"] = {"type": "string"} if op.response_text else {"$ref": "#/definitions/" + (op.response or "")}
-    responses: dict[str, Any] = {"200": ok}
-    if op.created:
-        responses["201"] = {**ok, "description": "Created"}
-        if op.method in ("post", "delete"):
-            responses["202"] = {**ok, "description": "Accepted"}
-    responses["401"] = {"description": "Unauthorized"}
-    out["responses"] = responses
-    out["x-kubernetes-action"] = op.action
-    if op.gvk:
-        out["x-kubernetes-group-version-kind"] = _gvk_dict(op.gvk)
-    return out
+    return _finish_operation(out, op, ok)
 
 
 @functools.cache
