@@ -57,8 +57,8 @@ from .events import EventLog
 from .jsonlog import LogFollower
 from .lxcfs import Lxcfs
 from .networking import EngineNetworks, hosts_file, parse_port_bindings
-from .ocispec import build_spec, command_of, default_mounts, merge_env, resolve_command, resolve_user
-from .runtimes import ContainerRuntime
+from .ocispec import build_spec, command_of, default_mounts, merge_env, resolve_user
+from .runtimes import ContainerRuntime, start_exit_code, start_failure
 from .seccomp_profile import default_profile
 from .service import DEFAULT_CONTAINER_CONFIG, Engine
 from .shimclient import ShimConnection, ShimError, ShimLauncher, connect, read_exit, shim_alive
@@ -599,13 +599,7 @@ class ContainerManager:
                 self._start(c)
             except BaseException as e:
                 message = str(e)
-                c.state.update(Error=message)
-                if "not found" in message or "no such file" in message:
-                    c.state["ExitCode"] = 127
-                elif "permission denied" in message:
-                    c.state["ExitCode"] = 126
-                else:
-                    c.state["ExitCode"] = 128
+                c.state.update(Error=message, ExitCode=start_exit_code(message, c.doc["Path"]))
                 c.save()
                 self._close_attachers(c)
                 if c.doc["HostConfig"].get("AutoRemove"):
@@ -706,7 +700,7 @@ class ContainerManager:
                 proc, conn, pid, early = self.launcher.spawn(c.dir, settings, stdin=stdin, close_stdin=closed)
             except ShimError as e:
                 self.runtime.delete(c.id, force=True)
-                raise FailedPrecondition(_runtime_message(str(e))) from None
+                raise start_failure(str(e), c.doc["Path"]) from None
             marks.append(("shim+runtime", time.perf_counter()))
             if log.isEnabledFor(logging.DEBUG):
                 steps = ", ".join(f"{name} {(t - marks[i][1]) * 1000:.1f} ms" for i, (name, t) in enumerate(marks[1:]))
@@ -729,7 +723,6 @@ class ContainerManager:
         config = c.doc["Config"]
         env = config["Env"]
         args = [c.doc["Path"], *c.doc["Args"]]
-        resolve_command(c.rootfs, args[0], env)  # a missing command fails here, in Docker's words; runc looks it up
         user = resolve_user(c.rootfs, config.get("User") or "")
         if hc.get("GroupAdd"):
             user = (user[0], user[1], [*user[2], *(_group_id(c.rootfs, g) for g in hc["GroupAdd"])])
@@ -1008,8 +1001,10 @@ class ContainerManager:
         return lambda: not c.running or c.removed
 
     def wait_result(self, c: Container) -> dict:
+        """The exit code and error; a removed container's error was cleared by its removal (as dockerd's
+        SetRemoved), so `docker run --rm` of a missing command reports only the failed start."""
         with c.lock:
-            error = c.state.get("Error") or None
+            error = None if c.removed else c.state.get("Error") or None
             return {"StatusCode": c.state["ExitCode"], "Error": {"Message": error} if error else None}
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
@@ -1454,11 +1449,6 @@ def _group_id(rootfs: Path, group: str) -> int:
         except OSError:
             pass
     raise Invalid(f"Unable to find group {group}: no matching entries in group file")
-
-
-def _runtime_message(text: str) -> str:
-    """runc's long chain of 'unable to …: …' shortened to what a user can act on (kept whole otherwise)."""
-    return f"OCI runtime create failed: {text}"
 
 
 def _signal_number(sig: str | int) -> int:

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -189,6 +190,34 @@ def _as_kapal_errors(verb: str):
         yield
     except OSError as e:
         raise FailedPrecondition(f"OCI runtime kapal {verb} failed: {e.strerror or e}") from None
+
+
+_CRUN_NOT_FOUND = re.compile(r"executable file `([^`]*)` not found in \$PATH(: No such file or directory)?")
+
+
+def docker_words(runtime_message: str) -> str:
+    """A runtime's complaint about the command in Docker's (runc's) words: kapal and runc already say
+    `exec: "x": executable file not found in $PATH`; crun says it its own way."""
+    return _CRUN_NOT_FOUND.sub(lambda m: f'exec: "{m.group(1)}": executable file not found in $PATH', runtime_message)
+
+
+def start_exit_code(message: str, argv0: str) -> int:
+    """The exit code dockerd records for a start that failed with `message`: 127 when the command is not
+    there (or a mount put a directory on a file), 126 when it cannot be run, 128 otherwise."""
+    text = message.lower()
+    if argv0.lower() in text and ("executable file not found" in text or "no such file or directory" in text):
+        return 127
+    if "permission denied" in text:
+        return 126
+    if "not a directory" in text:
+        return 127
+    return 128
+
+
+def start_failure(runtime_message: str, argv0: str) -> KapalError:
+    """The error a failed start answers with: a bad command is the caller's to fix (400, as dockerd)."""
+    message = f"OCI runtime create failed: {docker_words(runtime_message)}"
+    return (Invalid if start_exit_code(message, argv0) in (126, 127) else FailedPrecondition)(message)
 
 
 def runtime_for(name: str, root: Path) -> ContainerRuntime:

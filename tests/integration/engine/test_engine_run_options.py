@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_memory_and_cpus_as_proc_shows_them(docker, hostimage, engine_session):
@@ -102,6 +107,56 @@ def test_default_seccomp_profile_runs_openssl(docker, busybox):
     unconfined = docker.out("run", "--rm", "--security-opt", "seccomp=unconfined", *HOST_USR, busybox, "sh", "-c",
                             f"exec {python} -c '{SECCOMP_PROBE}'")
     assert unconfined.splitlines()[-1] == "Seccomp 0"
+
+
+def test_the_command_is_found_inside_the_container_after_its_mounts(docker, rootfs_tar, tmp_path, unique):
+    """As runc: argv[0] is looked up in the container, so a bind-mounted program (by path, on PATH, through a
+    symlink of the image) runs, and so does a virtualenv's python mounted with its interpreter."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "hello").write_text('#!/bin/sh\necho "hello from $0"\n')
+    (tools / "hello").chmod(0o755)
+    tar = tmp_path / "with-link.tar"
+    shutil.copy(rootfs_tar, tar)
+    with tarfile.open(tar, "a") as t:
+        link = tarfile.TarInfo("bin/hello-link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/opt/tools/hello"
+        t.addfile(link)
+    image = f"{unique}-link:1"
+    docker("import", "-c", 'CMD ["sh"]', str(tar), image)
+    try:
+        mount = ["-v", f"{tools}:/opt/tools:ro"]
+        assert docker.out("run", "--rm", *mount, image, "/opt/tools/hello") == "hello from /opt/tools/hello"
+        assert docker.out("run", "--rm", *mount, "-e", "PATH=/opt/tools:/bin", image, "hello") == (
+            "hello from /opt/tools/hello")
+        assert docker.out("run", "--rm", *mount, image, "hello-link") == "hello from /bin/hello-link"
+        venv, base = str(ROOT / ".venv"), os.path.realpath(sys.base_prefix)
+        python = docker.out("run", "--rm", *HOST_USR, "-v", f"{venv}:{venv}:ro", "-v", f"{base}:{base}:ro", image,
+                            f"{venv}/bin/python", "-c", "import sys; print(sys.prefix)")
+        assert python == venv
+    finally:
+        docker("rmi", image)
+
+
+def test_a_missing_command_fails_the_start_as_docker(docker, busybox, unique):
+    """The runtime's lookup fails the start; the CLI prints Docker's words and exits 127 (126 for a file that
+    cannot be run); --rm removes the container and its wait reports no second error."""
+    name = f"{unique}-missing"
+    r = docker("run", "--rm", "--name", name, busybox, "/nonexistent", check=False, timeout=60)
+    assert r.returncode == 127, r.stderr
+    assert 'exec: "/nonexistent": stat /nonexistent: no such file or directory' in r.stderr
+    assert "Error waiting" not in r.stderr
+    assert name not in docker.out("ps", "-a", "--format", "{{.Names}}").split()
+    r = docker("run", "--name", name, busybox, "nonexist", check=False, timeout=60)
+    try:
+        assert r.returncode == 127 and 'exec: "nonexist": executable file not found in $PATH' in r.stderr
+        status, code, error = docker.out("inspect", "-f", "{{.State.Status}}|{{.State.ExitCode}}|{{.State.Error}}",
+                                         name).split("|")
+        assert (status, code) == ("created", "127") and 'exec: "nonexist": executable file not found' in error
+    finally:
+        docker("rm", name)
+    r = docker("run", "--rm", busybox, "/etc/passwd", check=False, timeout=60)
+    assert r.returncode == 126 and 'exec: "/etc/passwd": permission denied' in r.stderr
 
 
 def test_process_options(docker, busybox, tmp_path, unique):

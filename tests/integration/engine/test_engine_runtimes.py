@@ -37,11 +37,18 @@ def test_a_runc_compatible_binary_runs_the_same_containers(name, tmp_path, uniqu
         docker = DockerCLI(eng.host, config)
         tar = tmp_path / "busybox.tar"
         tar.write_bytes(busybox_rootfs_tar())
+        (tmp_path / "tool").write_text("#!/bin/sh\necho tool ran\n")
+        (tmp_path / "tool").chmod(0o755)
         image = f"{unique}-bb:1"
         docker("import", "-c", 'CMD ["sh"]', str(tar), image)
         assert json.loads(docker.out("info", "--format", "{{json .}}"))["DefaultRuntime"] == name
         assert docker.out("run", "--rm", "--network", "none", image, "sh", "-c", "echo $$; exit 0") == "1"
         assert docker("run", "--rm", "--network", "none", image, "sh", "-c", "exit 3", check=False).returncode == 3
+        missing = docker("run", "--rm", "--network", "none", image, "/nonexistent", check=False)
+        assert missing.returncode == 127 and 'exec: "/nonexistent": stat /nonexistent: no such' in missing.stderr
+        mounted = docker.out("run", "--rm", "--network", "none", "-v", f"{tar.parent}:/opt/host:ro", image,
+                             "/opt/host/tool")  # looked up by the runtime, after the mounts
+        assert mounted == "tool ran"
         cid = docker.out("run", "-d", "--network", "none", image, "sleep", "600").strip()
         assert docker.out("exec", cid, "cat", "/proc/1/comm") == "sleep"
         docker("rm", "-f", cid)
