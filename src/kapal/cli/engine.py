@@ -70,6 +70,13 @@ def main(argv: list[str]) -> int:
         help="bridge network namespaces kept attached ahead of container starts (0: attach on start)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="do not serve: remove what a stopped engine with these flags left on the host (containers still "
+        "running, its bridge and rules unless another engine uses them, mounts under the data root, the lxcfs "
+        "it started)",
+    )
     try:
         args = parser.parse_args(argv[1:])
     except SystemExit as e:
@@ -98,6 +105,8 @@ def main(argv: list[str]) -> int:
         bridge_cidr=args.bip,
         network_pool=args.network_pool,
     )
+    if args.cleanup:
+        return _cleanup(config)
     try:
         run(config)
     except KapalError as e:
@@ -106,3 +115,21 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _cleanup(config) -> int:  # type: ignore[no-untyped-def]
+    from kapal.engine.teardown import teardown
+    from kapal.errors import KapalError
+
+    try:
+        report = teardown(config)
+    except KapalError as e:
+        print(f"kapal engine --cleanup: {e}", file=sys.stderr)
+        return 125
+    for line in report.done:
+        print(f"kapal engine --cleanup: removed {line}", file=sys.stderr)
+    for line in report.kept:
+        print(f"kapal engine --cleanup: {line}", file=sys.stderr)
+    for line in report.problems:
+        print(f"kapal engine --cleanup: could not remove: {line}", file=sys.stderr)
+    return 1 if report.problems else 0
