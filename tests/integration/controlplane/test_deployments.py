@@ -174,7 +174,6 @@ def test_progress_deadline(kubectl: Kubectl, namespace: str):
     assert cond["Progressing"]["status"] == "False" and cond["Progressing"]["reason"] == "ProgressDeadlineExceeded"
 
 
-@pytest.mark.full
 def test_300_replicas(kubectl: Kubectl, namespace: str):
     k, ns = kubectl, namespace
     k("-n", ns, "create", "deployment", "big", "--image=busybox", "--replicas=300")

@@ -193,9 +193,8 @@ def test_unready_pod_stops_receiving_traffic(up):
 
 
 def test_kubectl_top_pods_matches_the_cgroups(up):
-    probe = up.kubectl("get", "--raw", f"/api/v1/nodes/{up.node}/proxy/stats/summary", check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"the kubelet does not serve /stats/summary yet: {probe.stderr.strip()[:200]}")
+    summary = json.loads(up.kubectl("get", "--raw", f"/api/v1/nodes/{up.node}/proxy/stats/summary").stdout)
+    assert summary["node"]["nodeName"] == up.node
     up.kubectl("run", "hog", f"--image={IMAGE}", "--restart=Never", "--",
                "sh", "-c", "head -c 40000000 /dev/zero > /tmp/fill; exec sleep 3600")  # /tmp is the rootfs
     up.wait_for("the hog pod", lambda: up.get("pod", "hog")["status"].get("phase") == "Running", timeout=60)
@@ -215,3 +214,5 @@ def test_kubectl_top_pods_matches_the_cgroups(up):
     stat = dict(line.split() for line in Path(mem_dir, "memory.stat").read_text().splitlines())
     expected = max(0, usage - int(stat["total_inactive_file"])) >> 20
     assert abs(int(cols[3].removesuffix("Mi")) - expected) <= 2, (cols, expected)
+    node = up.kubectl("top", "node", up.node, "--no-headers").stdout.split()
+    assert node[0] == up.node and node[1].endswith("m") and node[2].endswith("%") and node[3].endswith("Mi"), node

@@ -4,6 +4,7 @@ surviving a kill -9 of the whole process, and nothing left once it is down."""
 from __future__ import annotations
 
 import importlib.util
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -32,13 +33,20 @@ def test_up_kill9_restart_and_down(tmp_path):
     try:
         c.start()
         assert f"export DOCKER_HOST=unix://{c.dir / 'docker.sock'}\n" in c.out_lines
+        for part in ("db", "engine", "kubelet", "manifests"):  # everything lives under DIR
+            assert (c.dir / part).is_dir(), part
+        assert c.admin.is_file() and stat.S_ISSOCK((c.dir / "docker.sock").stat().st_mode)
         merged = yaml.safe_load((c.home / ".kube" / "config").read_text())
         names = {ctx["name"] for ctx in merged["contexts"]}
         assert "other" in names and merged["current-context"] in names - {"other"}
         assert {u["name"] for u in merged["users"]} >= {"other-user"}
         again = subprocess.run(c.up_args(), capture_output=True, text=True, env=c.env, timeout=60, cwd=harness.ROOT)
         assert again.returncode == 1 and "already running" in again.stderr
-        c.import_busybox()
+        # the issue's own command: `kapal -H unix://DIR/docker.sock import - bar/busybox:1`, the tar on stdin
+        tar = harness.busybox_tar(tmp_path / "busybox.tar").read_bytes()
+        imported = subprocess.run([*harness.KAPAL, "-H", f"unix://{c.dir}/docker.sock", "import", "-", harness.IMAGE],
+                                  input=tar, capture_output=True, env=c.env, cwd=harness.ROOT, timeout=120)
+        assert imported.returncode == 0 and imported.stdout.startswith(b"sha256:"), imported.stderr
         why = c.engine_supports_pods()
         if why:
             pytest.skip(why)
