@@ -255,6 +255,16 @@ class EngineChild:
             self.layout.path("engine.pid").unlink()
 
 
+def _lxcfs_args(layout: Layout) -> list[str]:
+    """Pods see their own limits in /proc through the engine's lxcfs: the host-wide one when it answers, else one
+    the engine starts under DIR (recorded in DIR/engine, stopped by `kapal down`)."""
+    from kapal.engine.lxcfs import DEFAULT_DIR, mounted_dirs, probe
+
+    if str(DEFAULT_DIR) in mounted_dirs() and probe(DEFAULT_DIR) is None:
+        return ["--lxcfs-dir", str(DEFAULT_DIR)]
+    return ["--lxcfs-dir", str(layout.path("lxcfs"))]
+
+
 def _component_kubeconfigs(layout: Layout, server: str, node: str) -> dict[str, Path]:
     from kapal.kube import pki
     from kapal.kube.kubelet.credentials import node_kubeconfig
@@ -353,10 +363,11 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    engine_args = [*_lxcfs_args(layout), *args.engine_arg]  # the user's flags come last: theirs win
     layout.path("up.json").write_text(json.dumps({"node": node, "cgroup_root": args.cgroup_root,
-                                                  "pod_bridge": args.pod_bridge_name, "engine_args": args.engine_arg,
+                                                  "pod_bridge": args.pod_bridge_name, "engine_args": engine_args,
                                                   "proxy_chain_prefix": args.proxy_chain_prefix}))
-    engine = EngineChild(layout, args.engine_arg)
+    engine = EngineChild(layout, engine_args)
     await engine.start()
     server = await serve(ApiServerConfig(
         data_dir=layout.dir, secure_port=args.secure_port, storage=f"sqlite://{layout.path('db', 'state.db')}",
@@ -558,7 +569,7 @@ def down(args: argparse.Namespace) -> int:
             layout.path("logs").mkdir(parents=True, exist_ok=True)
             log = open(layout.path("logs", "engine.log"), "ab")
             own_engine = subprocess.Popen([*_kapal_command(), "engine", "--data-root", str(layout.path("engine")),
-                                           "-H", layout.docker_host, *settings.get("engine_args", [])],
+                                           "-H", layout.docker_host, *settings.get("engine_args", []), "--no-lxcfs"],
                                           stdout=log, stderr=log)
             log.close()
             deadline = time.monotonic() + 30

@@ -294,4 +294,4 @@ def release(data_root: Path) -> str | None:
     with contextlib.suppress(OSError):
         directory.rmdir()
     record_path.unlink(missing_ok=True)
-    return f"lxcfs at {directory} stopped (pid {pid})" if alive else f"lxcfs at {directory} was already gone"
+    return f"lxcfs at {directory} (pid {pid} stopped)" if alive else f"lxcfs at {directory} (its process had gone)"

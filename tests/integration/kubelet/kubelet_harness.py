@@ -63,6 +63,20 @@ def _mounts_under(prefix: str) -> list[str]:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
 
 
+def _processes_under(prefix: str) -> list[str]:
+    """Processes working in or started with a path under `prefix` (shims, lxcfs, the engine)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if int(pid) != os.getpid() and (prefix in cmdline or cwd.startswith(prefix + "/") or cwd == prefix):
+            out.append(f"{pid} {cmdline[:120]}")
+    return out
+
+
 class UpCluster:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -91,7 +105,7 @@ class UpCluster:
         return [*KAPAL, "up", "--data-dir", str(self.dir), "--secure-port", "0", "--kubelet-port", "0",
                 "--pod-bridge-name", self.pod_bridge, "--pod-network-cidr", self.pod_range, "--cgroup-root",
                 self.cgroup_root, f"--engine-arg=--bridge={self.engine_bridge}",
-                f"--engine-arg=--bip={self.engine_bip}", "--engine-arg=--no-lxcfs", "--dns-port", "0",
+                f"--engine-arg=--bip={self.engine_bip}", "--dns-port", "0",
                 "--proxy-chain-prefix", self.chain_prefix, "-v", "1"]
 
     def start(self, timeout: float = 60.0) -> float:
@@ -202,6 +216,9 @@ class UpCluster:
         rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
         if self.pod_bridge in rules:
             leaks.append("iptables rules for the pod bridge")
+        if self.engine_bridge in rules:
+            leaks.append("iptables rules for the engine's bridge")
+        leaks += [f"process {p}" for p in _processes_under(str(self.dir))]
         if f":{self.chain_prefix}" in rules or f"-j {self.chain_prefix}" in rules:
             leaks.append(f"iptables chains {self.chain_prefix}*")
         self.log.close()

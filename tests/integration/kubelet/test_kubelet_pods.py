@@ -445,6 +445,31 @@ spec:
     cluster.kubectl("delete", "pod", "noimg", "nocmd", "badvol", "--wait=true")
 
 
+LIMITS_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: limits}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: bar/busybox:1
+    command: ["sh", "-c", "grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo"]
+    resources:
+      limits: {memory: 256Mi, cpu: "1"}
+      requests: {memory: 64Mi, cpu: 100m}
+"""
+
+
+def test_pods_see_their_own_limits_in_proc(cluster):
+    """`kapal up`'s engine binds lxcfs's /proc files into pods: the limits, not the host's 24 GB and 2 CPUs."""
+    _apply(cluster, LIMITS_POD)
+    cluster.wait_for("pod limits succeeded", lambda: cluster.pod_phase("limits") == "Succeeded")
+    meminfo, cpus = cluster.kubectl("logs", "limits").stdout.splitlines()
+    assert meminfo.split() == ["MemTotal:", str(256 * 1024), "kB"] and cpus == "1"
+    cluster.kubectl("delete", "pod", "limits", "--wait=true")
+
+
 def test_nothing_leaks_after_pods_are_deleted(cluster):
     cluster.kubectl("delete", "pods", "--all", "--wait=true", timeout=120)
     pods_dir = cluster.dir / "kubelet" / "pods"

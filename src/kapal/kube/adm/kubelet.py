@@ -7,6 +7,7 @@ as a daemon (daemons.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,37 @@ def healthz_url() -> str:
     return f"http://127.0.0.1:{KUBELET_HEALTHZ_PORT}/healthz"
 
 
-def engine_argv(kapal: Path, paths: KubeadmPaths) -> list[str]:
-    """The engine adm starts for the kubelet. Without lxcfs (a host-wide service that would outlive `reset`); its
-    bridge network is only made for bridge-mode containers, which neither static pods (host network) nor the
-    kubelet's pods (joined namespaces) are."""
+def lxcfs_dir(paths: KubeadmPaths) -> Path:
+    """Where the node's engine finds lxcfs (pods see their own limits in /proc): the host-wide one when it answers,
+    else one the engine starts under /run/kapal, recorded in its data root so `reset` stops it."""
+    from kapal.engine.lxcfs import DEFAULT_DIR, mounted_dirs, probe
+
+    if str(DEFAULT_DIR) in mounted_dirs() and probe(DEFAULT_DIR) is None:
+        return DEFAULT_DIR
+    return paths.run_dir / "lxcfs"
+
+
+def engine_argv(kapal: Path, paths: KubeadmPaths, lxcfs: bool = True) -> list[str]:
+    """The engine adm starts for the kubelet (with lxcfs unless `lxcfs` is False: reset's engine only removes
+    containers). Its bridge network is only made for bridge-mode containers, which neither static pods (host
+    network) nor the kubelet's pods (joined namespaces) are."""
     return [str(kapal), "engine", "--data-root", str(paths.engine_data_root), "-H", f"unix://{paths.engine_socket}",
-            "--no-lxcfs"]
+            *(["--lxcfs-dir", str(lxcfs_dir(paths))] if lxcfs else ["--no-lxcfs"])]
+
+
+def engine_cleanup(paths: KubeadmPaths, out: Callable[[str], None]) -> list[str]:
+    """`kapal engine --cleanup` for the stopped engine: its leftover containers, bridge and rules (unless another
+    engine uses them), mounts under its data root and the lxcfs it started; says what it did, returns problems.
+    Nothing is touched while an engine still answers on its socket (one adm did not start)."""
+    from kapal.engine.config import EngineConfig
+    from kapal.engine.teardown import engine_listening, teardown
+
+    if engine_listening(paths.engine_socket):
+        out(f"[reset] An engine adm did not start still answers on {paths.engine_socket}: its host state is left")
+        return []
+    report = teardown(EngineConfig(data_root=paths.engine_data_root, host=f"unix://{paths.engine_socket}"))
+    for line in report.done:
+        out(f"[reset] Engine: removed {line}")
+    for line in report.kept:
+        out(f"[reset] Engine: {line}")
+    return report.problems

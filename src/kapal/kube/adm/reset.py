@@ -76,7 +76,7 @@ def remove_pod_containers(paths: KubeadmPaths, out: Out, report: ResetReport) ->
             return
         from .images import PythonInstall
 
-        daemons.start(paths, ENGINE_DAEMON, engine_argv(PythonInstall.current().kapal_command, paths))
+        daemons.start(paths, ENGINE_DAEMON, engine_argv(PythonInstall.current().kapal_command, paths, lxcfs=False))
         started_here = True
         deadline = time.monotonic() + 30
         while not engine_answers(sock) and time.monotonic() < deadline:
@@ -197,6 +197,9 @@ def reset(paths: KubeadmPaths, out: Out) -> ResetReport:
         if daemons.running(paths, ENGINE_DAEMON):
             out("[reset] Stopping the engine (its images are kept)")
             daemons.stop(paths, ENGINE_DAEMON)
+        from .kubelet import engine_cleanup
+
+        report.problems += engine_cleanup(paths, out)
         node_teardown(paths.kubelet_dir, cgroup_root, report, out)
         out(f'[reset] Unmounting mounted directories in "{paths.kubelet_dir}"')
         unmount_under(paths.kubelet_dir, report)
