@@ -457,12 +457,12 @@ spec:
     command: ["sh", "-c", "grep MemTotal /proc/meminfo; grep -c ^processor /proc/cpuinfo"]
     resources:
       limits: {memory: 256Mi, cpu: "1"}
-      requests: {memory: 64Mi, cpu: 100m}
 """
 
 
 def test_pods_see_their_own_limits_in_proc(cluster):
-    """`kapal up`'s engine binds lxcfs's /proc files into pods: the limits, not the host's 24 GB and 2 CPUs."""
+    """`kapal up`'s engine binds lxcfs's /proc files into pods: the limits, not the host's 24 GB and 2 CPUs (a
+    Guaranteed pod: it starts also where root cannot lower oom_score_adj)."""
     _apply(cluster, LIMITS_POD)
     cluster.wait_for("pod limits succeeded", lambda: cluster.pod_phase("limits") == "Succeeded")
     meminfo, cpus = cluster.kubectl("logs", "limits").stdout.splitlines()

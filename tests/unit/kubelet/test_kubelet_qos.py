@@ -64,3 +64,14 @@ def test_oom_score_adj():
     assert qos.oom_score_adj(pod(tiny), tiny, cap) == 999  # never as likely as best effort
     big = c({"memory": f"{cap}"})
     assert qos.oom_score_adj(pod(big), big, cap) == 3  # never as safe as guaranteed
+
+
+def test_oom_score_adj_floor_without_cap_sys_resource():
+    """Where root lacks CAP_SYS_RESOURCE the kernel refuses values below 0: a Guaranteed pod gets 0, not -997."""
+    cap = 1000 * 2**20
+    g = pod(c(limits={"cpu": "1", "memory": "1Gi"}))
+    assert qos.oom_score_adj(g, g["spec"]["containers"][0], cap, floor=0) == 0
+    half = c({"memory": f"{500 * 2**20}"})
+    assert qos.oom_score_adj(pod(half), half, cap, floor=0) == 500
+    assert qos.oom_score_adj_floor("Name:\tx\nCapEff:\t000001ffffffffff\n") == -1000
+    assert qos.oom_score_adj_floor("Name:\tx\nCapEff:\t000001fffeffffff\n") == 0  # bit 24 cleared

@@ -116,6 +116,10 @@ class Kubelet:
         self.node_ip = node_address(config)
         self.machine = Machine.probe(str(config.root_dir))
         self.memory_capacity = self.machine.memory
+        self.oom_score_adj_floor = qosmod.oom_score_adj_floor()
+        if self.oom_score_adj_floor > -1000:
+            log.warning("this host's root lacks CAP_SYS_RESOURCE: containers get oom_score_adj >= %d (Guaranteed "
+                        "pods would get -997)", self.oom_score_adj_floor)
         from .node import allocatable as allocatable_of
 
         self.allocatable = allocatable_of(self.machine, config.max_pods, config.system_reserved,

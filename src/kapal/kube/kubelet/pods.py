@@ -440,7 +440,7 @@ class PodWorker:
             env = await build_env(self.pod, c, self._fetch, services=self.kl.services_for(self.pod),
                                   allocatable=self.kl.allocatable)
             binds = self._binds(c, termination_file)
-            adj = qosmod.oom_score_adj(self.pod, c, self.kl.memory_capacity)
+            adj = qosmod.oom_score_adj(self.pod, c, self.kl.memory_capacity, self.kl.oom_score_adj_floor)
             place = Placement(self.sandbox.mode("net"), self.sandbox.mode("ipc"), self.sandbox.mode("uts"),
                               self.sandbox.hostname, self.cgroup_parent, tuple(binds), adj)
             body = create_body(self.pod, c, image=image.id, image_config=image.config, env=env,

@@ -136,19 +136,39 @@ def pod_resources(pod: dict[str, Any]) -> CgroupResources:
                            memory_limit=int(mem_limit) if mem_limit else None)
 
 
-def oom_score_adj(pod: dict[str, Any], c: dict[str, Any], memory_capacity: int) -> int:
+def oom_score_adj(pod: dict[str, Any], c: dict[str, Any], memory_capacity: int, floor: int = -1000) -> int:
+    """Upstream's numbers, never below `floor` (oom_score_adj_floor(): what this host lets the runtime set)."""
     qos = qos_class(pod)
     if qos == GUARANTEED:
-        return GUARANTEED_OOM_SCORE_ADJ
+        return max(floor, GUARANTEED_OOM_SCORE_ADJ)
     if qos == BEST_EFFORT:
         return BEST_EFFORT_OOM_SCORE_ADJ
     request = _request(c, "memory")
     adj = 1000 - int(1000 * request / max(1, memory_capacity))
     if adj < 1000 + GUARANTEED_OOM_SCORE_ADJ:
-        return 1000 + GUARANTEED_OOM_SCORE_ADJ
+        return max(floor, 1000 + GUARANTEED_OOM_SCORE_ADJ)
     if adj == BEST_EFFORT_OOM_SCORE_ADJ:
         return adj - 1
-    return adj
+    return max(floor, adj)
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def oom_score_adj_floor(status: str | None = None) -> int:
+    """-1000 when this process holds CAP_SYS_RESOURCE; else 0. Without it the kernel refuses any oom_score_adj
+    below the minimum (0), so a Guaranteed pod's -997 would keep it from starting (root in some VMs and
+    containers lacks the capability)."""
+    if status is None:
+        try:
+            with open("/proc/self/status") as f:
+                status = f.read()
+        except OSError:
+            return -1000
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return -1000 if int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1 else 0
+    return -1000
 
 
 def pod_cgroup_parent(qos: str, uid: str) -> str:
