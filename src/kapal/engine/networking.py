@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import json
 import logging
 import secrets
 import threading
@@ -39,6 +40,7 @@ from kapal.network.bridge import (
 log = logging.getLogger(__name__)
 
 NETWORK_STATE_DIR = Path("/run/kapal/network")
+BRIDGE_MARKER = "bridge.json"  # in the data root: the bridge this engine attached containers to
 MODES = ("bridge", "host", "none")
 
 
@@ -117,14 +119,33 @@ class EngineNetworks:
         self._refilling = False
         self._closed = False
         self._used = False
+        self._marked = False
         self._background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="net")
         self._pending: set[Future] = set()
 
     # ---------------------------------------------------------------- sandboxes
 
+    def _mark_bridge_used(self) -> None:
+        """Record in the data root that this engine put the bridge (and its rules) on the host: `--cleanup` removes
+        a bridge only then."""
+        if self._marked:
+            return
+        marker = self.netns_dir.parent / BRIDGE_MARKER
+        record = {"bridge": self.bridge.bridge, "subnet": str(self.bridge.subnet)}
+        try:
+            if json.loads(marker.read_text()) == record:
+                self._marked = True
+                return
+        except (OSError, ValueError):
+            pass
+        marker.write_text(json.dumps(record))
+        self._marked = True
+
     def _new_sandbox(self, network: str, ports: tuple[PortMapping, ...] = ()) -> Sandbox:
         sid = secrets.token_hex(8)
         path = str(self.netns_dir / sid)
+        if network == "bridge":
+            self._mark_bridge_used()
         netns.create(path)
         try:
             if network == "bridge":

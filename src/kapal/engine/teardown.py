@@ -3,10 +3,10 @@
 An engine with live restore leaves its containers, network sandboxes, overlay mounts and lxcfs behind on
 purpose (the next engine adopts them). When it is not coming back (`kapal down`), this removes them:
 processes of containers still running, their cgroups, the bridge network's leases and veths, the bridge
-with its NAT/forward rules (only when no other engine's container is attached to it: engines that share a
-bridge share it), portmap's chains once unused, every mount under the data root, and the lxcfs this
-engine started (`lxcfs.release`) when no container uses it. Idempotent; refuses while an engine answers on
-the socket.
+with its NAT/forward rules (only when this engine attached containers to it — networking.BRIDGE_MARKER — and
+no other engine runs on it or has a container on it: engines that share a bridge share it), portmap's chains
+once unused, every mount under the data root, and the lxcfs this engine started (`lxcfs.release`) when no
+container uses it. Idempotent; refuses while an engine answers on the socket.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _cgroup_of(doc: dict) -> str:
 def _remove_network(config: EngineConfig, root: Path, report: TeardownReport) -> None:
     from kapal.network.bridge import remove_unused_portmap_chains
 
-    from .networking import EngineNetworks
+    from .networking import BRIDGE_MARKER, EngineNetworks
 
     try:
         iface = ipaddress.ip_interface(config.bridge_cidr)
@@ -163,6 +163,13 @@ def _remove_network(config: EngineConfig, root: Path, report: TeardownReport) ->
             report.done.append(f"{len(sandboxes)} network sandbox(es) on {bridge.bridge}")
     finally:
         networks.close()
+    marker = root / BRIDGE_MARKER
+    try:
+        ours = json.loads(marker.read_text()).get("bridge") == bridge.bridge
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours and not sandboxes:
+        return  # this engine never attached a container to the bridge: it is not its to remove
     from kapal.network import netns
 
     others = []
@@ -187,6 +194,7 @@ def _remove_network(config: EngineConfig, root: Path, report: TeardownReport) ->
         try:
             bridge.teardown()
             report.done.append(f"bridge {bridge.bridge} and its NAT/forward rules")
+            marker.unlink(missing_ok=True)
         except KapalError as e:
             report.problems.append(f"bridge {bridge.bridge}: {e}")
     with contextlib.suppress(KapalError):

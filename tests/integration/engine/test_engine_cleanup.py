@@ -91,3 +91,20 @@ def test_cleanup_removes_what_a_live_restore_engine_left(engine, docker, busybox
         _cleanup(ours.data_root, ours.host, *flags)
         docker("rm", "-f", other_cid, check=False)
         cleanup_tree(tmp_path)
+
+
+def test_cleanup_leaves_a_bridge_it_never_used(tmp_path):
+    """An engine that attached no container to its bridge leaves a bridge of that name alone (it is someone
+    else's: made by another engine or by hand)."""
+    bridge, bip = "kc" + uuid.uuid4().hex[:8], _free_subnet()
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    try:
+        eng = EngineProcess(tmp_path, extra=["--bridge", bridge, "--bip", bip, "--network-pool", "0", "--no-lxcfs"])
+        eng.start()
+        eng.kill()
+        r = _cleanup(eng.data_root, eng.host, "--bridge", bridge, "--bip", bip)
+        assert r.returncode == 0, r.stderr
+        assert os.path.exists(f"/sys/class/net/{bridge}")
+    finally:
+        subprocess.run(["ip", "link", "delete", bridge], check=False)
+        cleanup_tree(tmp_path)
