@@ -117,19 +117,21 @@ class Lxcfs:
         self._warned = False
         self._lock = threading.Lock()
         self._retry_at = 0.0
+        self.share = False
 
     @classmethod
     def disabled(cls) -> Lxcfs:
         return cls(None)
 
     @classmethod
-    def ensure(cls, directory: Path = DEFAULT_DIR, data_root: Path | None = None,
-               timeout: float = 5.0) -> Lxcfs:
-        """lxcfs at `directory` (started there when none answers); for the default directory, a live lxcfs
-        mounted elsewhere will do."""
+    def ensure(cls, directory: Path = DEFAULT_DIR, data_root: Path | None = None, timeout: float = 5.0,
+               share: bool | None = None) -> Lxcfs:
+        """lxcfs at `directory` (started there when none answers); when `share` (by default: for the default
+        directory) a live lxcfs mounted elsewhere will do."""
         directory = Path(directory).absolute()
         lxcfs = cls(None, managed=directory, data_root=data_root)
-        lxcfs.dir = lxcfs._ensure(timeout, may_share=directory == DEFAULT_DIR)
+        lxcfs.share = directory == DEFAULT_DIR if share is None else share
+        lxcfs.dir = lxcfs._ensure(timeout, may_share=lxcfs.share)
         return lxcfs
 
     def _ensure(self, timeout: float, may_share: bool = False) -> Path | None:
@@ -211,7 +213,7 @@ class Lxcfs:
             if self.managed is None or time.monotonic() < self._retry_at:
                 return None
             self._retry_at = time.monotonic() + RETRY_SECONDS
-            self.dir = self._ensure(timeout=5.0, may_share=self.managed == DEFAULT_DIR)
+            self.dir = self._ensure(timeout=5.0, may_share=self.share)
             if self.dir is not None:
                 self._warned = False
             return self.dir

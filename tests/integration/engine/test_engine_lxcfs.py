@@ -119,3 +119,20 @@ def test_without_lxcfs_the_engine_says_so_once_and_containers_start(own_engine, 
     for _ in range(2):
         assert _mem_total(docker) > 256  # the host's memory: no /proc view, but it runs
     assert eng.log_path.read_text().count("containers see the host's /proc files") == 1
+
+
+def test_a_live_lxcfs_elsewhere_is_shared_a_dead_one_never(tmp_path, engine_session):
+    """What the default, host-wide directory does: any lxcfs that answers will do, a dead mount never."""
+    from kapal.engine.lxcfs import Lxcfs, mounted_dirs, probe
+
+    dead = tmp_path / "dead"
+    _dead_lxcfs_mount(dead)
+    try:
+        live_elsewhere = [d for d in mounted_dirs() if probe(Path(d)) is None]
+        if not live_elsewhere:
+            pytest.skip("no live lxcfs on this host (the session's did not start)")
+        chosen = Lxcfs.ensure(tmp_path / "mine", share=True).dir
+        assert chosen is not None and str(chosen) in live_elsewhere and chosen != dead
+        assert not _lxcfs_mounted(tmp_path / "mine")  # nothing started: the live one is used
+    finally:
+        cleanup_tree(tmp_path)
