@@ -7,6 +7,7 @@
                                   the cluster's state (DIR/db, DIR/pki) stays unless --purge
 
 Layout under DIR (default /var/lib/kapal): db/, pki/, engine/, kubelet/, manifests/ (static pods), logs/,
+lxcfs/ (the engine's lxcfs, so pods see their limits in /proc, unless a host-wide one answers),
 admin.kubeconfig, and the engine socket DIR/docker.sock when DIR is given (else /run/kapal/docker.sock).
 Ranges: pods 10.244.0.0/16 (a /24 per node), services 10.96.0.0/12, the engine's bridge 10.89.0.0/16.
 """
