@@ -49,6 +49,11 @@ class ExecSession:
         self.stdin_fd: int | None = None
         self.done = threading.Event()
         self.lock = threading.Lock()
+        # stdin that arrives before the process has its pipe or terminal waits here, as in dockerd
+        self.stdin_lock = threading.Lock()
+        self.stdin_open = False
+        self.stdin_early = bytearray()
+        self.stdin_early_eof = False
 
     def to_docker(self) -> dict:
         cmd = list(self.config.get("Cmd") or [])
@@ -73,6 +78,30 @@ class ExecSession:
         }
 
     def send_stdin(self, data: bytes) -> None:
+        with self.stdin_lock:
+            if not self.stdin_open:
+                self.stdin_early += data
+                return
+            self._write_stdin(data)
+
+    def close_stdin(self) -> None:
+        with self.stdin_lock:
+            if not self.stdin_open:
+                self.stdin_early_eof = True
+                return
+            self._close_stdin()
+
+    def open_stdin(self) -> None:
+        """The process has its stdin now: what the client sent early goes in first, then an early EOF."""
+        with self.stdin_lock:
+            self.stdin_open = True
+            early, self.stdin_early = bytes(self.stdin_early), bytearray()
+            if early:
+                self._write_stdin(early)
+            if self.stdin_early_eof:
+                self._close_stdin()
+
+    def _write_stdin(self, data: bytes) -> None:
         fd = self.stdin_fd
         if fd is None:
             return
@@ -84,7 +113,7 @@ class ExecSession:
                 return
             view = view[n:]
 
-    def close_stdin(self) -> None:
+    def _close_stdin(self) -> None:
         with self.lock:
             fd, self.stdin_fd = self.stdin_fd, None
         if fd is not None and fd != self.master:
@@ -265,6 +294,7 @@ class ExecManager:
             t.start()
         threading.Thread(target=self._reap, args=(session, readers, on_close), daemon=True,
                          name=f"exec-wait-{session.id[:8]}").start()
+        session.open_stdin()
 
     def _reap(self, session: ExecSession, readers: list[threading.Thread], on_close) -> None:
         try:
