@@ -532,18 +532,9 @@ def _engine_cleanup(layout: Layout, engine_args: list[str]) -> list[str]:
 
 
 def _unmount_under(directory: Path) -> list[str]:
-    from kapal.linux.mount import MNT_DETACH, umount
+    from kapal.linux.mount import unmount_tree
 
-    prefix = str(directory) + "/"
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    problems = []
-    for m in sorted(mounts, key=len, reverse=True):
-        try:
-            umount(m, MNT_DETACH)
-        except OSError as e:
-            problems.append(f"unmount {m}: {e}")
-    return problems
+    return unmount_tree(directory, include_root=False)[1]
 
 
 def down(args: argparse.Namespace) -> int:

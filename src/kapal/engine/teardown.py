@@ -245,20 +245,9 @@ def _bridge_ports(name: str) -> list[str]:
 
 def _unmount_under(root: Path, report: TeardownReport) -> None:
     """Every mount at or below the data root, deepest first (overlay rootfs, shm, netns pins, volumes)."""
-    from kapal.linux.mount import MNT_DETACH, mountinfo, umount
+    from kapal.linux.mount import unmount_tree
 
-    prefix = str(root)
-    count = 0
-    for _ in range(3):
-        points = sorted({m.mountpoint for m in mountinfo() if m.mountpoint == prefix
-                         or m.mountpoint.startswith(prefix + "/")}, key=len, reverse=True)
-        if not points:
-            break
-        for mp in points:
-            try:
-                umount(mp, MNT_DETACH)
-                count += 1
-            except OSError as e:
-                report.problems.append(f"unmount {mp}: {e}")
-    if count:
-        report.done.append(f"{count} mount(s) under {root}")
+    unmounted, problems = unmount_tree(root)
+    report.problems += problems
+    if unmounted:
+        report.done.append(f"{len(unmounted)} mount(s) under {root}")

@@ -8,6 +8,8 @@ judges it.
 
 from __future__ import annotations
 
+import os
+
 from kapal.errors import Unsupported
 from kapal.linux import libc
 
@@ -246,3 +248,25 @@ def mountpoint_of(path: str, mounts: list[MountInfo] | None = None) -> MountInfo
                 best = m
     assert best is not None
     return best
+
+
+def unmount_tree(root: str | os.PathLike[str], *, include_root: bool = True) -> tuple[list[str], list[str]]:
+    """Detach every mount below `root` (and `root` itself unless told not to), deepest first, a few passes
+    for mounts that propagation brings back; returns (unmounted, problems)."""
+    prefix = os.path.realpath(root) if os.path.exists(root) else os.fspath(root)
+    unmounted: list[str] = []
+    problems: dict[str, str] = {}
+    for _ in range(3):
+        points = sorted({m.mountpoint for m in mountinfo()
+                         if (include_root and m.mountpoint == prefix) or m.mountpoint.startswith(prefix + "/")},
+                        key=len, reverse=True)
+        if not points:
+            break
+        for mp in points:
+            try:
+                umount(mp, MNT_DETACH)
+                unmounted.append(mp)
+                problems.pop(mp, None)
+            except OSError as e:
+                problems[mp] = f"unmount {mp}: {e}"
+    return unmounted, list(problems.values())

@@ -118,20 +118,11 @@ def node_teardown(kubelet_dir: Path, cgroup_root: str, report: ResetReport, out:
 
 def unmount_under(root: Path, report: ResetReport) -> None:
     """Detach every mount at or below `root`, deepest first."""
-    from kapal.linux.mount import MNT_DETACH, mountinfo, umount
+    from kapal.linux.mount import unmount_tree
 
-    prefix = str(root.resolve()) if root.exists() else str(root)
-    for _ in range(3):
-        points = sorted({m.mountpoint for m in mountinfo() if m.mountpoint == prefix
-                         or m.mountpoint.startswith(prefix + "/")}, key=len, reverse=True)
-        if not points:
-            return
-        for mp in points:
-            try:
-                umount(mp, MNT_DETACH)
-                report.unmounted.append(mp)
-            except OSError as e:
-                report.problems.append(f"could not unmount {mp}: {e}")
+    unmounted, problems = unmount_tree(root)
+    report.unmounted += unmounted
+    report.problems += problems
 
 
 def _kill_and_rmdir(path: Path, report: ResetReport) -> None:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from kapal import errors
-from kapal.linux.mount import MNT_DETACH, umount
+from kapal.linux.mount import MNT_DETACH, umount, unmount_tree
 from kapal.linux.namespaces import unpin
 
 from .cgroups import PodCgroups
@@ -95,14 +95,7 @@ def teardown_node(root_dir: Path, *, cgroup_root: str = "/", bridge: str = "kapa
         remove_unused_portmap_chains()
     except (errors.KapalError, OSError) as e:
         problems.append(f"pod network: {e}")
-    prefix = str(root_dir) + "/"
-    with open("/proc/self/mountinfo") as f:
-        left = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    for m in sorted(left, reverse=True):
-        try:
-            umount(m, MNT_DETACH)
-        except OSError as e:
-            problems.append(f"unmount {m}: {e}")
+    problems += unmount_tree(root_dir, include_root=False)[1]
     if not problems:
         for name in ("pods", "cni"):
             shutil.rmtree(root_dir / name, ignore_errors=True)
