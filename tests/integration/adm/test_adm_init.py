@@ -161,7 +161,13 @@ def test_control_plane_runs_as_static_pods_with_mirror_pods(node):
     ps = subprocess.run(["docker", "-H", ENGINE, "ps", "--format", "{{.Names}}"], capture_output=True,
                         text=True).stdout.split()
     for component in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        assert any(n.startswith(f"k8s_{component}_{component}-{host}_kube-system_") for n in ps), ps
+        name = next((n for n in ps if n.startswith(f"k8s_{component}_{component}-{host}_kube-system_")), None)
+        assert name, ps
+        # as kubeadm's: RuntimeDefault, which the kubelet runs under the engine's default seccomp filter
+        assert pods[f"{component}-{host}"]["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        pid = subprocess.run(["docker", "-H", ENGINE, "inspect", "-f", "{{.State.Pid}}", name], capture_output=True,
+                             text=True).stdout.strip()
+        assert "Seccomp:\t2\n" in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_addons_run_kube_proxy_and_coredns(node):
