@@ -613,7 +613,7 @@ class ContainerManager:
             self.remove(ref, force=True, volumes=True)
         except NotFound:
             pass
-        except KapalError as e:
+        except (KapalError, OSError) as e:
             log.warning("removing %s: %s", ref[:12], e)
 
     def _namespaces(self, c: Container, sandbox_path: str | None) -> list[dict]:

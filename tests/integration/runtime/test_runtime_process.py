@@ -138,3 +138,19 @@ def test_no_mount_leaks_to_the_host(runtime, make_bundle, tmp_path):
     bundle.write()
     run(runtime, bundle)
     assert {m.mountpoint for m in mountinfo()} == before
+
+
+def test_the_program_is_found_after_the_mounts(runtime, make_bundle, tmp_path):
+    """args[0] is looked up inside the container once its mounts exist (as runc): by path and on PATH."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "hello").write_text('#!/bin/sh\necho "hello from $0"\n')
+    (tools / "hello").chmod(0o755)
+    mount = {"destination": "/run", "type": "bind", "source": str(tools), "options": ["rbind", "ro"]}
+    by_path = make_bundle(["/run/hello"])
+    by_path.config["mounts"].append(mount)
+    assert run(runtime, by_path.write()).stdout == "hello from /run/hello\n"
+    on_path = make_bundle(["hello"])
+    on_path.config["mounts"].append(mount)
+    on_path.config["process"]["env"] = ["PATH=/bin:/run"]
+    assert run(runtime, on_path.write()).stdout == "hello from /run/hello\n"
