@@ -51,6 +51,7 @@ from typing import BinaryIO
 from kapal.errors import Conflict, FailedPrecondition, Invalid, KapalError, NotFound, Unsupported
 from kapal.image.archive import upper_changes, write_layer
 from kapal.image.reference import parse
+from kapal.units import human_duration
 
 from . import _mount, hostconfig, stats
 from .events import EventLog
@@ -1469,38 +1470,11 @@ def _signal_number(sig: str | int) -> int:
 def _status_text(state: dict) -> str:
     """Docker's STATUS column: Created / Up 3 seconds / Up 3 seconds (Paused) / Exited (0) 2 seconds ago."""
     if state["Status"] in ("running", "paused"):
-        text = "Up " + _human(time.time() - _parse_iso(state["StartedAt"]))
+        text = "Up " + human_duration(time.time() - _parse_iso(state["StartedAt"]))
         return text + " (Paused)" if state.get("Paused") else text
     if state["Status"] == "exited":
-        return f"Exited ({state['ExitCode']}) " + _human(time.time() - _parse_iso(state["FinishedAt"])) + " ago"
+        return f"Exited ({state['ExitCode']}) " + human_duration(time.time() - _parse_iso(state["FinishedAt"])) + " ago"
     return state["Status"].capitalize()
-
-
-def _human(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 14:
-        return f"{h // 24} days"
-    if h < 24 * 60:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 730:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def _resolv_conf(hc: dict, host: bool = False) -> str:
