@@ -162,6 +162,9 @@ def parse(command: str, argv: list[str]) -> Options:
                     opts.values[table[s][0]] = True
                 continue
         spec = table.get(name)
+        if spec is None and name in ("-h", "--help"):
+            opts.values["help"] = True  # as runc: VERB --help prints the verb's usage, whatever else is there
+            continue
         if spec is None:
             raise Usage(f"{command}: unknown flag {name} (see 'kapal-runtime --help')")
         key, kind = spec
@@ -185,6 +188,42 @@ def parse(command: str, argv: list[str]) -> Options:
         else:
             opts.values[key] = value
     return opts
+
+
+# command -> its arguments after the flags, for `VERB --help`
+_ARGUMENTS = {
+    "spec": "",
+    "create": "<container-id>",
+    "run": "<container-id>",
+    "start": "<container-id>",
+    "state": "<container-id>",
+    "kill": "<container-id> [signal]",
+    "delete": "<container-id>",
+    "exec": "<container-id> <command> [command options]  ||  -p process.json <container-id>",
+    "ps": "<container-id> [ps options]",
+    "list": "",
+    "pause": "<container-id>",
+    "resume": "<container-id>",
+    "update": "<container-id>",
+}
+
+
+def verb_usage(command: str) -> str:
+    """`kapal-runtime VERB --help`: the verb's synopsis, what it does (from USAGE) and its flags."""
+    summary = next((line.split(None, 1)[1] for line in USAGE.splitlines()
+                    if line.startswith("  ") and line.split(None, 1)[0] == command), "")
+    by_name: dict[str, list[str]] = {}
+    kinds: dict[str, str] = {}
+    for spelling, (key, kind) in FLAGS[command].items():
+        by_name.setdefault(key, []).append(spelling)
+        kinds[key] = kind
+    lines = [f"Usage: kapal-runtime {command} [command options] {_ARGUMENTS[command]}".rstrip(), "", summary, ""]
+    lines.append("Options:")
+    for key, spellings in by_name.items():
+        value = {"bool": "", "int": " N", "list": " VALUE (repeatable)"}.get(kinds[key], " VALUE")
+        lines.append(f"  {', '.join(sorted(spellings, key=len, reverse=True))}{value}")
+    lines.append("  --help, -h  show this help")
+    return "\n".join(lines)
 
 
 class Globals:
@@ -314,6 +353,9 @@ def _main(args: list[str]) -> int:
         if command not in FLAGS:
             raise Usage(f"unknown command {command!r} (see 'kapal-runtime --help')")
         opts = parse(command, rest[1:])
+        if opts.get("help"):
+            _print(verb_usage(command))
+            return 0
         if g.debug:
             _log(g, "debug", f"{command} {' '.join(rest[1:])}")
         return COMMANDS[command](g, opts)

@@ -122,10 +122,11 @@ class ExecSession:
             self.stdin_fd = fd  # a pty stays open: the shell reads EOF from ^D, not from a close
 
     def resize(self, rows: int, cols: int) -> None:
-        if self.master is None:
-            return
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        with self.stdin_lock:
+            if self.master is None:
+                return
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 class ExecManager:
@@ -305,14 +306,16 @@ class ExecManager:
             code = 126  # not ours to reap: the engine is not the process's subreaper
         for t in readers:
             t.join(DRAIN_SECONDS)
-        with session.lock:
+        # under the stdin lock (then the session lock, the order _close_stdin takes them): a write or a
+        # resize in flight finishes on the fds before they close, and none starts on a number reused since
+        with session.stdin_lock, session.lock:
             session.exit_code = code
             session.running = False
             master, session.master = session.master, None
             stdin, session.stdin_fd = session.stdin_fd, None
-        for fd in {master, stdin} - {None}:
-            with contextlib.suppress(OSError):
-                os.close(fd)  # type: ignore[arg-type]
+            for fd in {master, stdin} - {None}:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # type: ignore[arg-type]
         session.done.set()
         try:
             on_close()
