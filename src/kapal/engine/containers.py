@@ -51,6 +51,7 @@ from typing import BinaryIO
 from kapal.errors import Conflict, FailedPrecondition, Invalid, KapalError, NotFound, Unsupported
 from kapal.image.archive import upper_changes, write_layer
 from kapal.image.reference import parse
+from kapal.linux.securepath import resolve_in_root
 from kapal.units import human_duration
 
 from . import _mount, hostconfig, stats
@@ -63,6 +64,7 @@ from .runtimes import ContainerRuntime, start_exit_code, start_failure
 from .seccomp_profile import default_profile
 from .service import DEFAULT_CONTAINER_CONFIG, Engine
 from .shimclient import ShimConnection, ShimError, ShimLauncher, connect, read_exit, shim_alive
+from .volume_copyup import copy_up
 
 log = logging.getLogger(__name__)
 
@@ -791,21 +793,22 @@ class ContainerManager:
         from the image's content at their path the first time (Docker's copy-up)."""
         out = []
         for m in sorted(c.doc["Mounts"], key=lambda m: m["Destination"].count("/")):
-            target = c.rootfs / m["Destination"].lstrip("/")
             if m["Type"] == "tmpfs":
                 out.append(hostconfig.mount_tmpfs(m["Destination"], m.get("TmpfsOptions")))
                 continue
             source = Path(m["Source"])
-            if not target.exists() and not target.is_symlink():
+            # where the mount lands, with the image's symlinks resolved inside the rootfs, never out of it
+            target = Path(resolve_in_root(str(c.rootfs), m["Destination"]))
+            copy = m.pop("CopyUp", None) and m["Type"] == "volume"
+            if copy and copy_up(str(c.rootfs), m["Destination"], str(source)):
+                log.debug("container %s: volume %s takes the image's content at %s", c.id[:12], m.get("Name"),
+                          m["Destination"])
+            if not os.path.lexists(target):
                 if source.is_dir() or not source.exists():
                     target.mkdir(parents=True, exist_ok=True)
                 else:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.touch()
-            elif m["Type"] == "volume" and m.pop("CopyUp", None) and target.is_dir() and not any(source.iterdir()):
-                shutil.copytree(target, source, symlinks=True, dirs_exist_ok=True)
-                shutil.copystat(target, source)
-            m.pop("CopyUp", None)
             options = ["rbind", m.get("Propagation") or "rprivate"]
             if not m["RW"]:
                 options.append("ro")
@@ -1060,19 +1063,26 @@ class ContainerManager:
                 raise FailedPrecondition(f"Container {c.id} is not running")
             if c.state["Paused"]:
                 raise FailedPrecondition(f"Container {c.id} is already paused")
-            self.runtime.pause(c.id)
-            c.state.update(Paused=True, Status="paused")
-            c.save()
-        self._event(c, "pause")
+            self._freeze(c)
 
     def unpause(self, ref: str) -> None:
         c = self.get(ref)
         with c.lock:
             if not c.state["Paused"]:
                 raise FailedPrecondition(f"Container {c.id} is not paused")
-            self.runtime.resume(c.id)
-            c.state.update(Paused=False, Status="running" if c.running else c.state["Status"])
-            c.save()
+            self._thaw(c)
+
+    def _freeze(self, c: Container) -> None:
+        """Pause (holds c.lock): the runtime freezes the cgroup, the record and an event say so."""
+        self.runtime.pause(c.id)
+        c.state.update(Paused=True, Status="paused")
+        c.save()
+        self._event(c, "pause")
+
+    def _thaw(self, c: Container) -> None:
+        self.runtime.resume(c.id)
+        c.state.update(Paused=False, Status="running" if c.running else c.state["Status"])
+        c.save()
         self._event(c, "unpause")
 
     def rename(self, ref: str, new_name: str) -> None:
@@ -1272,10 +1282,11 @@ class ContainerManager:
         cfg = {k: v for k, v in cfg.items() if k not in ("AttachStdin", "AttachStdout", "AttachStderr")}
         created_by = " ".join([c.doc["Path"], *c.doc["Args"]])
         paused_here = False
-        if pause and c.running and not c.state["Paused"]:
-            with contextlib.suppress(KapalError):
-                self.runtime.pause(c.id)
-                paused_here = True
+        if pause:  # as dockerd: the rw layer is read while nothing in the container can write to it
+            with c.lock:
+                if c.running and not c.state["Paused"]:
+                    self._freeze(c)
+                    paused_here = True
         try:
             image_id = self.engine.commit_layer(
                 base,
@@ -1290,11 +1301,15 @@ class ContainerManager:
                 volume_dirs=[m["Destination"] for m in c.doc["Mounts"]],
                 created_by=created_by,
             )
+            self._event(c, "commit", comment=comment)
         finally:
             if paused_here:
-                with contextlib.suppress(KapalError):
-                    self.runtime.resume(c.id)
-        self._event(c, "commit", comment=comment)
+                with c.lock:
+                    if c.running and c.state["Paused"]:
+                        try:
+                            self._thaw(c)
+                        except KapalError as e:
+                            log.warning("resuming %s after its commit: %s", c.id[:12], e)
         return image_id
 
     def size_rw(self, c: Container) -> int:

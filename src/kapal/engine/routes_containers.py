@@ -463,7 +463,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
             q.get("comment", ""),
             q.getall("changes", []),
             body or None,
-            flag(request, "pause", False),
+            flag(request, "pause", True),  # dockerd pauses unless told pause=0
         ),
     )
     return json_response({"Id": image_id}, status=201)
