@@ -23,11 +23,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kapal.kube.api.config import ApiServerConfig
+    from kapal.kube.kubelet.config import KubeletConfig
 
 DEFAULT_DIR = Path("/var/lib/kapal")
 DEFAULT_SOCKET = Path("/run/kapal/docker.sock")
 POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
+KEY_ALGORITHM = "ECDSA-P256"  # as k3s: ~0.1 ms a key (RSA-2048: ~40 ms, and ten of them on a fresh start)
 
 
 def _parser(verb: str) -> argparse.ArgumentParser:
@@ -266,26 +272,55 @@ def _lxcfs_args(layout: Layout) -> list[str]:
     return ["--lxcfs-dir", str(layout.path("lxcfs"))]
 
 
-def _component_kubeconfigs(layout: Layout, server: str, node: str) -> dict[str, Path]:
+def _client_identities(layout: Layout, node: str) -> dict[str, tuple[Path, str, tuple[str, ...]]]:
+    """component -> (its kubeconfig, user, groups)."""
+    from kapal.kube.kubelet.credentials import NODES_GROUP, node_user
+
+    return {"kubelet": (layout.path("kubelet.conf"), node_user(node), NODES_GROUP),
+            "controller-manager": (layout.path("controller-manager.conf"), "system:kube-controller-manager", ()),
+            "scheduler": (layout.path("scheduler.conf"), "system:kube-scheduler", ())}
+
+
+def _prepare_pki(layout: Layout, api: ApiServerConfig, kubelet: KubeletConfig, node_ip: str,
+                 ) -> dict[str, tuple[bytes, bytes]]:
+    """Every certificate this cluster needs, before anything listens: the API server's PKI, the kubelet's serving
+    pair and the components' client keys, made at once in threads (OpenSSL releases the GIL; the service-account
+    key is RSA, ~40 ms). Returns the new client credentials (cert PEM, key PEM) by component."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kapal.kube import pki
-    from kapal.kube.kubelet.credentials import node_kubeconfig
+    from kapal.kube.api.server import ensure_pki
+    from kapal.kube.kubelet.server import serving_cert_files
 
     ca_crt, ca_key = layout.path("pki", "ca.crt"), layout.path("pki", "ca.key")
-    out = {"kubelet": node_kubeconfig(ca_crt, ca_key, server, node, layout.path("kubelet.conf"))}
-    for name, user in (("controller-manager", "system:kube-controller-manager"),
-                       ("scheduler", "system:kube-scheduler")):
-        path = layout.path(f"{name}.conf")
-        current = None
-        with contextlib.suppress(Exception):
-            current = pki.load_kubeconfig(path)
-        if current is None or current.server != server:
-            ca = pki.load(ca_crt, ca_key)
-            cert = pki.issue(ca, user, client=True)
-            pki.write_kubeconfig(path, pki.kubeconfig(server, ca_crt.read_bytes(), user,
-                                                      client_cert_pem=cert.cert_pem(), client_key_pem=cert.key_pem(),
-                                                      cluster="kapal", context=f"{user}@kapal"))
-        out[name] = path
-    return out
+    ca_pem = ca_crt.read_bytes() if ca_crt.exists() else None
+    identities = _client_identities(layout, kubelet.node_name)
+    missing = [name for name, (path, user, groups) in identities.items()
+               if ca_pem is None or pki.client_credentials(path, user, groups, ca_pem) is None]
+    with ThreadPoolExecutor(1 + len(missing), thread_name_prefix="kapal-up-pki") as pool:
+        keys = {name: pool.submit(pki.new_private_key, KEY_ALGORITHM) for name in missing}
+        serving = pool.submit(serving_cert_files, kubelet, node_ip, KEY_ALGORITHM)
+        ensure_pki(api)
+        serving.result()
+        if not missing:
+            return {}
+        ca = pki.load(ca_crt, ca_key)
+        made = {}
+        for name in missing:
+            _, user, groups = identities[name]
+            leaf = pki.issue(ca, user, organizations=groups, client=True, key=keys[name].result())
+            made[name] = (leaf.cert_pem(), leaf.key_pem())
+        return made
+
+
+def _component_kubeconfigs(layout: Layout, server: str, node: str,
+                           credentials: dict[str, tuple[bytes, bytes]]) -> dict[str, Path]:
+    from kapal.kube import pki
+
+    ca_crt, ca_key = layout.path("pki", "ca.crt"), layout.path("pki", "ca.key")
+    return {name: pki.ensure_client_kubeconfig(path, server, ca_crt, ca_key, user, groups,
+                                               credentials=credentials.get(name))
+            for name, (path, user, groups) in _client_identities(layout, node).items()}
 
 
 async def _wait_node_ready(kubelets: list, stop) -> float:  # type: ignore[no-untyped-def]
@@ -343,11 +378,14 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     from kapal.kube.api.server import serve
     from kapal.kube.controllers.manager import ControllerManagerConfig, run_controller_manager
     from kapal.kube.kubelet.config import KubeletConfig, default_node_name
-    from kapal.kube.kubelet.kubelet import preflight, run_kubelet
+    from kapal.kube.kubelet.kubelet import node_address, preflight, run_kubelet
     from kapal.kube.scheduler.app import SchedulerConfig, run_scheduler
 
     log = logging.getLogger("kapal.up")
     started = time.monotonic()
+
+    def mark(what: str) -> None:
+        log.debug("start-up: %s at %.3fs", what, time.monotonic() - started)
     node = (args.node_name or default_node_name()).lower()
     dns_ip = str(ipaddress.ip_network(args.service_cidr)[10])  # 10.96.0.10, as kubeadm
     for sub in ("db", "manifests", "logs", "kubelet"):
@@ -368,19 +406,34 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     layout.path("up.json").write_text(json.dumps({"node": node, "cgroup_root": args.cgroup_root,
                                                   "pod_bridge": args.pod_bridge_name, "engine_args": engine_args,
                                                   "proxy_chain_prefix": args.proxy_chain_prefix}))
-    engine = EngineChild(layout, engine_args)
-    await engine.start()
-    server = await serve(ApiServerConfig(
+    api_config = ApiServerConfig(
         data_dir=layout.dir, secure_port=args.secure_port, storage=f"sqlite://{layout.path('db', 'state.db')}",
-        service_cluster_ip_range=args.service_cidr))
+        service_cluster_ip_range=args.service_cidr, key_algorithm=KEY_ALGORITHM)
+    node_ip = node_address(kubelet_config)
+    credentials = asyncio.create_task(asyncio.to_thread(_prepare_pki, layout, api_config, kubelet_config, node_ip))
+    engine = EngineChild(layout, engine_args)
+    try:
+        await engine.start()
+        mark("engine started")
+        client_credentials = await credentials
+        mark("certificates ready")
+    except BaseException:
+        credentials.cancel()
+        await engine.stop()
+        raise
+    server = await serve(api_config)
+    mark("API server ready")
     tasks: list[asyncio.Task] = []
     exit_code = 0
     services_client = shared = None
     try:
         port = int(server.url.rsplit(":", 1)[1])
-        kubeconfigs = await asyncio.to_thread(_component_kubeconfigs, layout, f"https://127.0.0.1:{port}", node)
+        kubeconfigs = await asyncio.to_thread(_component_kubeconfigs, layout, f"https://127.0.0.1:{port}", node,
+                                              client_credentials)
         kubelet_config.kubeconfig = kubeconfigs["kubelet"]
+        mark("component kubeconfigs written")
         await engine.wait_ready()
+        mark("engine answers")
         no_election = {"leader_elect": False}
         from kapal.kube.client.leaderelection import LeaderElectionFlags
 
@@ -397,7 +450,6 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         from kapal.kube.client.config import ClientConfig
         from kapal.kube.client.informer import InformerFactory
         from kapal.kube.dns.app import DnsConfig
-        from kapal.kube.kubelet.kubelet import node_address
         from kapal.kube.pki import load_kubeconfig
         from kapal.kube.proxy.app import ProxyConfig, run_proxy
 
@@ -419,7 +471,9 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
             "engine-supervisor": engine.supervise(stop),
         }
         tasks = [asyncio.create_task(coro, name=name) for name, coro in components.items()]
+        mark("components started")
         ready_at = await _wait_node_ready(kubelets, stop)
+        mark("node Ready")
         if stop.is_set():
             return 0
         target = None if args.no_kubeconfig else await asyncio.to_thread(_merge_kubeconfig, layout,

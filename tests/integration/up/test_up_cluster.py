@@ -4,6 +4,7 @@ surviving a kill -9 of the whole process, and nothing left once it is down."""
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import stat
 import subprocess
 import sys
@@ -31,8 +32,13 @@ def test_up_kill9_restart_and_down(tmp_path):
     (c.home / ".kube").mkdir(parents=True)
     (c.home / ".kube" / "config").write_text(yaml.safe_dump(OTHER))
     try:
-        c.start()
+        c.start()  # a fresh directory: CA, certificates, service accounts and the node's pod CIDR all made now
         assert f"export DOCKER_HOST=unix://{c.dir / 'docker.sock'}\n" in c.out_lines
+        # Ready when printed, and truly so: the node has its pod CIDR (what CNI hands out) and says Ready
+        node = c.get("node", c.node)
+        assert {x["type"]: x["status"] for x in node["status"]["conditions"]}["Ready"] == "True"
+        pod_cidr = ipaddress.ip_network(node["spec"]["podCIDR"])
+        assert pod_cidr.subnet_of(ipaddress.ip_network(c.pod_range))
         for part in ("db", "engine", "kubelet", "manifests"):  # everything lives under DIR
             assert (c.dir / part).is_dir(), part
         assert c.admin.is_file() and stat.S_ISSOCK((c.dir / "docker.sock").stat().st_mode)
@@ -56,6 +62,7 @@ def test_up_kill9_restart_and_down(tmp_path):
                        capture_output=True, timeout=30)
         c.kubectl("run", "survivor", f"--image={harness.IMAGE}", "--", "sh", "-c", "echo up; sleep 3600")
         c.wait_for("survivor running", lambda: (c.container_state("survivor") or {}).get("ready"))
+        assert ipaddress.ip_address(c.get("pod", "survivor")["status"]["podIP"]) in pod_cidr
         before = c.container_state("survivor")
         c.kill9()  # the whole process: API server, controllers, scheduler, kubelet; the engine follows it
         assert c.kapal("ps", "-q").returncode != 0  # no engine answers now

@@ -43,6 +43,7 @@ class ApiServerConfig:
     compaction_interval: float = 300.0
     event_ttl: float = 3600.0  # --event-ttl: Events are deleted this long after they were last written
     write_admin_kubeconfig: bool = True
+    key_algorithm: str = "RSA-2048"  # of the CA and certificates made under DATA_DIR/pki (the SA key is RSA)
     default_service_accounts: bool = True  # keep a `default` ServiceAccount in every namespace
 
     @property

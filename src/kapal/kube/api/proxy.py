@@ -104,9 +104,9 @@ async def _target(rest: Rest, request: web.Request, info: RequestInfo) -> tuple[
 def kubelet_ssl(rest: Rest) -> ssl.SSLContext:
     ctx = rest.ctx.kubelet_ssl
     if ctx is None:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        from kapal.kube.pki.tls import client_context
+
+        ctx = client_context(verify=False)
         rest.ctx.kubelet_ssl = ctx
     return ctx
 

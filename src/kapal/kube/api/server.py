@@ -57,7 +57,11 @@ class Pki:
 
 
 def ensure_pki(config: ApiServerConfig) -> Pki:
-    """Use the files the flags name; create what is missing under DATA_DIR/pki (CA, serving cert, SA keys)."""
+    """Use the files the flags name; create what is missing under DATA_DIR/pki: the CA, then the serving
+    certificate, the service-account keys, the kubelet client and (with write_admin_kubeconfig) the admin
+    certificate, whose keys are made in parallel threads (OpenSSL releases the GIL; ~40 ms an RSA key)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from kapal.kube import pki
 
     d = config.pki_dir
@@ -72,45 +76,63 @@ def ensure_pki(config: ApiServerConfig) -> Pki:
             if ca_crt.exists() and ca_key.exists():
                 ca = pki.load(ca_crt, ca_key)
             else:
-                ca = pki.new_ca("kubernetes")
+                ca = pki.new_ca("kubernetes", algorithm=config.key_algorithm)
                 pki.write(ca, ca_crt, ca_key)
         return ca
 
-    if config.tls_cert_file and config.tls_private_key_file:
-        cert, key = config.tls_cert_file, config.tls_private_key_file
-        ca_file = config.client_ca_file or cert
-    else:
-        cert, key = d / "apiserver.crt", d / "apiserver.key"
-        ca_file = ca_crt
-        if not (cert.exists() and key.exists()):
-            hosts = pki.host_addresses()
-            svc_ip = IPAllocator(config.service_cluster_ip_range).first
-            names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                     "kubernetes.default.svc.cluster.local", *hosts.names]
-            ips = ["127.0.0.1", svc_ip, *[str(ip) for ip in hosts.ips]]
-            if config.advertise_address:
-                ips.append(config.advertise_address)
-            pki.write(pki.issue(load_ca(), "kube-apiserver", dns_names=names, ip_addresses=ips, server=True),
-                      cert, key)
-    if not config.client_ca_file:
-        load_ca()
-    if config.service_account_signing_key_file:
-        sa_key = config.service_account_signing_key_file
-    else:
-        sa_key = d / "sa.key"
-        if not sa_key.exists():
-            private_pem, public_pem = pki.new_rsa_keypair_pem()
-            pki.write_keypair(private_pem, public_pem, sa_key, d / "sa.pub")
+    def leaf(cert_path: Path, key_path: Path, common_name: str, **kw: Any) -> None:
+        pki.write(pki.issue(load_ca(), common_name, algorithm=config.key_algorithm, **kw), cert_path, key_path)
+
+    def sa_keypair(key_path: Path) -> None:
+        private_pem, public_pem = pki.new_rsa_keypair_pem()
+        pki.write_keypair(private_pem, public_pem, key_path, d / "sa.pub")
+
+    jobs: list[Future[None]] = []
+    with ThreadPoolExecutor(4, thread_name_prefix="kapal-pki") as pool:
+        if config.service_account_signing_key_file:
+            sa_key = config.service_account_signing_key_file
+        else:
+            sa_key = d / "sa.key"
+            if not sa_key.exists():
+                jobs.append(pool.submit(sa_keypair, sa_key))
+        if config.tls_cert_file and config.tls_private_key_file:
+            cert, key = config.tls_cert_file, config.tls_private_key_file
+            ca_file = config.client_ca_file or cert
+        else:
+            cert, key = d / "apiserver.crt", d / "apiserver.key"
+            ca_file = ca_crt
+            if not (cert.exists() and key.exists()):
+                hosts = pki.host_addresses()
+                svc_ip = IPAllocator(config.service_cluster_ip_range).first
+                names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                         "kubernetes.default.svc.cluster.local", *hosts.names]
+                ips = ["127.0.0.1", svc_ip, *[str(ip) for ip in hosts.ips]]
+                if config.advertise_address:
+                    ips.append(config.advertise_address)
+                load_ca()
+                jobs.append(pool.submit(leaf, cert, key, "kube-apiserver", dns_names=names, ip_addresses=ips,
+                                        server=True))
+        if not config.client_ca_file:
+            load_ca()
+        kubelet_client = None
+        if config.kubelet_client_certificate and config.kubelet_client_key:
+            kubelet_client = (config.kubelet_client_certificate, config.kubelet_client_key)
+        elif ca_key.exists():
+            kc, kk = d / "apiserver-kubelet-client.crt", d / "apiserver-kubelet-client.key"
+            if not (kc.exists() and kk.exists()):
+                load_ca()
+                jobs.append(pool.submit(leaf, kc, kk, "kube-apiserver-kubelet-client",
+                                        organizations=["kubeadm:cluster-admins"], client=True))
+            kubelet_client = (kc, kk)
+        admin_crt, admin_key = d / "admin.crt", d / "admin.key"
+        if config.write_admin_kubeconfig and ca_crt.exists() and ca_key.exists() and not (
+                admin_crt.exists() and admin_key.exists()):
+            load_ca()
+            jobs.append(pool.submit(leaf, admin_crt, admin_key, "kubernetes-admin", organizations=["system:masters"],
+                                    client=True))
+        for job in jobs:
+            job.result()
     sa_pubs = list(config.service_account_key_files) or [sa_key]
-    kubelet_client = None
-    if config.kubelet_client_certificate and config.kubelet_client_key:
-        kubelet_client = (config.kubelet_client_certificate, config.kubelet_client_key)
-    elif ca_key.exists():
-        kc, kk = d / "apiserver-kubelet-client.crt", d / "apiserver-kubelet-client.key"
-        if not (kc.exists() and kk.exists()):
-            pki.write(pki.issue(load_ca(), "kube-apiserver-kubelet-client",
-                                organizations=["kubeadm:cluster-admins"], client=True), kc, kk)
-        kubelet_client = (kc, kk)
     return Pki(ca_file, cert, key, client_ca, sa_key, sa_pubs, kubelet_client)
 
 
@@ -146,13 +168,13 @@ def server_ssl(pki_files: Pki) -> ssl.SSLContext:
 
 
 def _kubelet_ssl(config: ApiServerConfig, pki_files: Pki) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
+    from kapal.kube.pki.tls import client_context
+
     if config.kubelet_certificate_authority:
-        ctx.load_verify_locations(cafile=str(config.kubelet_certificate_authority))
+        ctx = client_context(config.kubelet_certificate_authority.read_bytes())
         ctx.check_hostname = False
     else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = client_context(verify=False)
     if pki_files.kubelet_client:
         ctx.load_cert_chain(*pki_files.kubelet_client)
     return ctx

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kapal.errors import Invalid, Unauthorized
+from kapal.kube.pki.certs import private_key_from_pem
 
 
 def _b64url(data: bytes) -> str:
@@ -35,7 +36,7 @@ def key_id(public_key: rsa.RSAPublicKey) -> str:
 
 
 def load_private_key(path: str | Path) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    key = private_key_from_pem(Path(path).read_bytes())
     if not isinstance(key, rsa.RSAPrivateKey):
         raise Invalid(f"{path}: only RSA service-account signing keys are supported")
     return key
@@ -54,7 +55,7 @@ def load_public_keys(path: str | Path) -> list[rsa.RSAPublicKey]:
         label = block[start + 11:block.index(b"-----", start + 11)]
         pem = block[start:] + b"-----END " + label + b"-----\n"
         if b"PRIVATE KEY" in label:
-            k = serialization.load_pem_private_key(pem, password=None).public_key()
+            k = private_key_from_pem(pem).public_key()
         elif label == b"CERTIFICATE":
             k = x509.load_pem_x509_certificate(pem).public_key()
         else:

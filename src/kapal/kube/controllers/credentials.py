@@ -31,10 +31,19 @@ class ServiceAccountCredentials:
         self._connector: aiohttp.TCPConnector | None = None
         self._clients: dict[str, ApiClient] = {}
         self._refreshers: list[asyncio.Task[None]] = []
+        self._pending: dict[str, asyncio.Future[ApiClient]] = {}
 
     async def client_for(self, name: str) -> ApiClient:
+        """The client acting as kube-system/<name>; concurrent callers for one name share one token request."""
         if name in self._clients:
             return self._clients[name]
+        pending = self._pending.get(name)
+        if pending is None:
+            pending = self._pending[name] = asyncio.ensure_future(self._new_client(name))
+            pending.add_done_callback(lambda _f: self._pending.pop(name, None))
+        return await asyncio.shield(pending)
+
+    async def _new_client(self, name: str) -> ApiClient:
         token, lifetime = await self._token(name)
         if self._connector is None:
             ssl_ctx = self.root.config.ca_only_ssl()
@@ -84,6 +93,9 @@ class ServiceAccountCredentials:
                     await asyncio.sleep(5)
 
     async def close(self) -> None:
+        for p in list(self._pending.values()):
+            p.cancel()
+        await asyncio.gather(*self._pending.values(), return_exceptions=True)
         for t in self._refreshers:
             t.cancel()
         await asyncio.gather(*self._refreshers, return_exceptions=True)

@@ -226,21 +226,33 @@ async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.
     credentials = ServiceAccountCredentials(client) if config.use_service_account_credentials else None
     host = socket.gethostname()
 
+    async def start(spec: ControllerSpec, recorders: list[EventRecorder]) -> asyncio.Task[None]:
+        ctl_client = client
+        if credentials is not None and spec.service_account:
+            ctl_client = await credentials.client_for(spec.service_account)
+        recorder = EventRecorder(ctl_client, spec.service_account or "kube-controller-manager", host)
+        recorders.append(recorder)
+        clock = clock_for(config.cronjob_clock_speed if spec.name == "cronjob-controller" else 1.0)
+        ctx = ControllerContext(ctl_client, factory, recorder, clock, {"config": config, "root_ca": root_ca})
+        controller = spec.factory(ctx, config)
+        return asyncio.create_task(controller.run(config.concurrency.get(spec.name)), name=spec.name)
+
     async def term() -> None:
-        tasks = []
-        recorders = []
+        # Each controller starts as soon as its identity is ready: on a fresh cluster every service account and
+        # token is made first, and asking for them one after another kept node-ipam (and so node Ready) waiting.
+        tasks: list[asyncio.Task[None]] = []
+        recorders: list[EventRecorder] = []
         try:
-            for spec in runnable:
-                ctl_client = client
-                if credentials is not None and spec.service_account:
-                    ctl_client = await credentials.client_for(spec.service_account)
-                recorder = EventRecorder(ctl_client, spec.service_account or "kube-controller-manager", host)
-                recorders.append(recorder)
-                clock = clock_for(config.cronjob_clock_speed if spec.name == "cronjob-controller" else 1.0)
-                ctx = ControllerContext(ctl_client, factory, recorder, clock, {"config": config, "root_ca": root_ca})
-                controller = spec.factory(ctx, config)
-                workers = config.concurrency.get(spec.name)
-                tasks.append(asyncio.create_task(controller.run(workers), name=spec.name))
+            starting = [asyncio.create_task(start(spec, recorders), name=f"start-{spec.name}") for spec in runnable]
+            try:
+                tasks.extend(await asyncio.gather(*starting))
+            finally:
+                for t in starting:
+                    if t.done() and not t.cancelled() and t.exception() is None:
+                        if t.result() not in tasks:
+                            tasks.append(t.result())
+                    else:
+                        t.cancel()
             log.info("started %d controllers: %s", len(tasks), ", ".join(s.name for s in runnable))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:

@@ -110,8 +110,8 @@ class NodeIpamController(Controller):
 
     async def sync(self, key: str) -> None:
         node = self.nodes.indexer.get(key)
-        if node is None or (node.get("spec") or {}).get("podCIDR"):
-            return
+        if node is None or (node.get("spec") or {}).get("podCIDR") or key in self.assigned:
+            return  # in self.assigned: patched already, the cache has not seen it yet (a second CIDR would be wrong)
         try:
             cidr = self.cidrs.allocate()
         except errors.FailedPrecondition as e:

@@ -64,7 +64,9 @@ class LegacyTokenSigner:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        from kapal.kube.pki.certs import private_key_from_pem
+
+        key = private_key_from_pem(key_file.read_bytes())
         if not isinstance(key, rsa.RSAPrivateKey):
             raise errors.Invalid(f"{key_file}: only RSA service-account signing keys are supported")
         self.key = key

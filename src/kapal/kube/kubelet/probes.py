@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +43,9 @@ async def http_get(host: str, port: int, path: str, scheme: str, headers: list[d
                    timeout: float) -> ProbeOutcome:
     ctx = None
     if scheme.upper() == "HTTPS":
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        from kapal.kube.pki.tls import client_context
+
+        ctx = client_context(verify=False)  # as upstream: probes do not verify the container's certificate
     target = f"{scheme.lower()}://{host}:{port}{path or '/'}"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=ctx), timeout)

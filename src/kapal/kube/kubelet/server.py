@@ -35,6 +35,9 @@ from .engineapi import EngineStream
 from .remotecommand import StreamOptions, UpgradeFailed, open_streams, pump
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .config import KubeletConfig
     from .kubelet import Kubelet
     from .pods import PodWorker
 
@@ -60,23 +63,30 @@ def _error_response(e: errors.KapalError) -> web.Response:
     return _status(e.http_status, e.reason, str(e))
 
 
+def serving_cert_files(c: KubeletConfig, node_ip: str, algorithm: str = "RSA-2048") -> tuple[Path, Path]:
+    """--tls-cert-file/--tls-private-key-file, else a self-signed pair under the kubelet's pki dir, made once (as
+    upstream: its own CA `<node>-ca@<time>` and a serving certificate for the node's name and IP)."""
+    if c.tls_cert_file and c.tls_private_key_file:
+        return c.tls_cert_file, c.tls_private_key_file
+    from kapal.kube import pki
+
+    d = c.pki_dir
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = d / "kubelet.crt", d / "kubelet.key"
+    if not (cert.exists() and key.exists()):
+        stamp = int(time.time())
+        ca = pki.new_ca(f"{c.node_name}-ca@{stamp}", algorithm=algorithm)
+        hosts = sorted({c.node_name, node_ip, "localhost"})
+        ips = [h for h in hosts if h[:1].isdigit()] + ["127.0.0.1"]
+        names = [h for h in hosts if not h[:1].isdigit()]
+        pki.write(pki.issue(ca, f"{c.node_name}@{stamp}", dns_names=names, ip_addresses=ips, server=True,
+                            algorithm=algorithm), cert, key)
+    return cert, key
+
+
 def serving_ssl(kl: Kubelet) -> ssl.SSLContext:
     c = kl.config
-    cert, key = c.tls_cert_file, c.tls_private_key_file
-    if not (cert and key):
-        from kapal.kube import pki
-
-        d = c.pki_dir
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        cert, key = d / "kubelet.crt", d / "kubelet.key"
-        if not (cert.exists() and key.exists()):
-            stamp = int(time.time())
-            ca = pki.new_ca(f"{c.node_name}-ca@{stamp}")
-            hosts = sorted({c.node_name, kl.node_ip, "localhost"})
-            ips = [h for h in hosts if h[:1].isdigit()] + ["127.0.0.1"]
-            names = [h for h in hosts if not h[:1].isdigit()]
-            pki.write(pki.issue(ca, f"{c.node_name}@{stamp}", dns_names=names, ip_addresses=ips, server=True),
-                      cert, key)
+    cert, key = serving_cert_files(c, kl.node_ip)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(cert), str(key))
     if c.client_ca_file:

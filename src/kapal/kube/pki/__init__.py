@@ -13,14 +13,17 @@ from typing import Any
 _EXPORTS = {
     "certs": (
         "CertKey", "new_ca", "issue", "load", "load_cert", "load_private_key", "write", "write_cert",
-        "write_keypair", "new_private_key", "new_rsa_keypair_pem", "private_key_pem", "spki_sha256", "new_csr",
-        "sign_csr", "common_name", "organizations", "alt_names", "is_ca", "not_after", "signed_by",
+        "write_keypair", "new_private_key", "new_rsa_keypair_pem", "private_key_pem", "private_key_from_pem",
+        "spki_sha256", "new_csr", "sign_csr", "common_name", "organizations", "alt_names", "is_ca", "not_after",
+        "signed_by",
     ),
     "kubeconfigs": (
         "kubeconfig", "kubeconfig_dict", "load_kubeconfig", "write_kubeconfig", "merge_kubeconfig",
         "KubeconfigEntry", "client_ssl_context", "load_cert_chain_pem",
+        "client_credentials", "issue_client_credentials", "ensure_client_kubeconfig",
     ),
     "_files": ("write_atomic",),
+    "tls": ("client_context",),
     "hosts": ("host_addresses", "HostAddresses", "primary_ipv4"),
     "bootstraptoken": ("generate_token", "split_token", "BootstrapTokenInfo", "detached_jws", "detached_jws_valid"),
     "kubeadm": ("ClusterPki", "KUBEADM_CERTS", "KubeadmCert", "ensure_pki", "ensure_kubeconfigs",

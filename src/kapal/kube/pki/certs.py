@@ -8,12 +8,15 @@ Leaves: CA:FALSE (critical), keyUsage digitalSignature+keyEncipherment
 (critical), extendedKeyUsage serverAuth and/or clientAuth, the CA's key id as
 authorityKeyIdentifier, DNS SANs sorted and deduplicated, IP SANs
 deduplicated in order, 1 year. Private keys are PKCS#1 PEM
-("RSA PRIVATE KEY"), as kubeadm writes them.
+("RSA PRIVATE KEY"), as kubeadm writes them. With algorithm ECDSA-P256
+(kubeadm's encryptionAlgorithm, k3s's default) keys are P-256, SEC1 PEM
+("EC PRIVATE KEY"), and keyUsage drops keyEncipherment.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import os
@@ -26,6 +29,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kapal.errors import Invalid, NotFound
@@ -33,6 +37,9 @@ from kapal.errors import Invalid, NotFound
 from ._files import write_atomic
 
 RSA_KEY_SIZE = 2048
+# kubeadm's encryptionAlgorithm values kapal makes keys for. ECDSA-P256 (k3s's choice) costs ~0.1 ms a key and a
+# cheap TLS handshake, RSA-2048 ~40 ms a key: `kapal up` makes its cluster's keys ECDSA, `kapal adm` RSA.
+KEY_ALGORITHMS = ("RSA-2048", "ECDSA-P256")
 CA_DAYS = 3650
 LEAF_DAYS = 365
 BACKDATE = dt.timedelta(minutes=5)
@@ -70,13 +77,17 @@ def private_key_pem(key: PrivateKey) -> bytes:
     )
 
 
-def new_private_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
+def new_private_key(algorithm: str = "RSA-2048") -> PrivateKey:
+    if algorithm == "RSA-2048":
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
+    if algorithm == "ECDSA-P256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise Invalid(f"key algorithm {algorithm!r} is not supported; use one of {', '.join(KEY_ALGORITHMS)}")
 
 
 def new_rsa_keypair_pem() -> tuple[bytes, bytes]:
     """A fresh RSA 2048 key pair as (private PKCS#1 PEM, public PKIX PEM): sa.key and sa.pub."""
-    key = new_private_key()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return private_key_pem(key), public
 
@@ -92,11 +103,11 @@ def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _key_usage(cert_sign: bool) -> x509.KeyUsage:
+def _key_usage(cert_sign: bool, public_key: object) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=True,
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),  # as kubeadm: an ECDSA key enciphers nothing
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=cert_sign,
@@ -110,11 +121,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def new_ca(common_name: str, days: int = CA_DAYS, *, organizations: Iterable[str] = ()) -> CertKey:
+def new_ca(common_name: str, days: int = CA_DAYS, *, organizations: Iterable[str] = (),
+           algorithm: str = "RSA-2048") -> CertKey:
     """A self-signed CA as kubeadm makes it (kubernetes, front-proxy-ca, etcd-ca)."""
     if not common_name:
         raise Invalid("a CA needs a common name")
-    key = new_private_key()
+    key = new_private_key(algorithm)
     now = _now()
     subject = _name(common_name, organizations)
     cert = (
@@ -125,7 +137,7 @@ def new_ca(common_name: str, days: int = CA_DAYS, *, organizations: Iterable[str
         .serial_number(_serial())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(_key_usage(cert_sign=True, public_key=key.public_key()), critical=True)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
@@ -167,11 +179,12 @@ def issue(
     client: bool = False,
     days: int = LEAF_DAYS,
     key: PrivateKey | None = None,
+    algorithm: str = "RSA-2048",
 ) -> CertKey:
-    """A leaf certificate signed by `ca`, with a new RSA 2048 key unless `key` is given."""
+    """A leaf certificate signed by `ca`, with a new key (of `algorithm`) unless `key` is given."""
     if not server and not client:
         raise Invalid(f"certificate {common_name!r} needs a usage: server, client or both")
-    key = key or new_private_key()
+    key = key or new_private_key(algorithm)
     alt = _alt_names(dns_names, ip_addresses)
     cert = _sign(ca, key.public_key(), common_name, tuple(organizations), alt, server, client, days)
     return CertKey(cert, key)
@@ -205,7 +218,7 @@ def _sign(
         .serial_number(_serial())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(_key_usage(cert_sign=False, public_key=public_key), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_ca_key_id(ca.cert), critical=False)
@@ -269,13 +282,20 @@ def load_cert(path: str | os.PathLike[str]) -> x509.Certificate:
         raise Invalid(f"{path} does not hold a PEM certificate: {e}") from e
 
 
+@functools.lru_cache(maxsize=32)
+def private_key_from_pem(data: bytes) -> PrivateKeyTypes:
+    """An unencrypted PEM private key. Parsing checks an RSA key's primes (~30 ms of CPU); one process (`kapal up`)
+    reads the same CA and service-account keys several times, so a key is parsed once per distinct content."""
+    return serialization.load_pem_private_key(data, password=None)
+
+
 def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError as e:
         raise NotFound(f"key file {path} does not exist") from e
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = private_key_from_pem(data)
     except (ValueError, TypeError) as e:
         raise Invalid(f"{path} does not hold an unencrypted PEM private key: {e}") from e
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
