@@ -761,6 +761,7 @@ CONTAINER_VERBS = {
     "kill": 1,
     "pause": 1,
     "unpause": 1,
+    "update": 1,
     "rm": 1,
     "rename": 1,
     "wait": 1,

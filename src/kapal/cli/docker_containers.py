@@ -234,6 +234,15 @@ def cmd_kill(argv: list[str]) -> int:
                  lambda p: p.add_argument("-s", "--signal", default=None))
 
 
+def cmd_update(argv: list[str]) -> int:
+    from .docker_create import parse_restart
+
+    return _each(argv, "update", "Update configuration of one or more containers (kapal: the restart policy)",
+                 lambda c, n, a: c.json("POST", f"/containers/{n}/update", None,
+                                        {"RestartPolicy": parse_restart(a.restart)} if a.restart else {}),
+                 lambda p: p.add_argument("--restart", default=None))
+
+
 def cmd_pause(argv: list[str]) -> int:
     return _each(argv, "pause", "Pause all processes within one or more containers",
                  lambda c, n, a: c.json("POST", f"/containers/{n}/pause"))

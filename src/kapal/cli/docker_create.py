@@ -268,8 +268,9 @@ def container_body(a: argparse.Namespace, detach: bool) -> dict:
     for spec in a.expose:
         port, _, proto = spec.partition("/")
         exposed[f"{port}/{proto or 'tcp'}"] = {}
-    restart = a.restart or "no"
-    name, _, count = restart.partition(":")
+    restart_policy = parse_restart(a.restart)
+    if getattr(a, "rm", False) and restart_policy["Name"] != "no":
+        raise FlagError("conflicting options: cannot specify both --restart and --rm")
     nano = 0
     if a.cpus:
         try:
@@ -294,7 +295,7 @@ def container_body(a: argparse.Namespace, detach: bool) -> dict:
         "NetworkMode": a.network or "default",
         "PortBindings": bindings or None,
         "PublishAllPorts": a.publish_all,
-        "RestartPolicy": {"Name": name, "MaximumRetryCount": int(count or 0)},
+        "RestartPolicy": restart_policy,
         "LogConfig": {"Type": a.log_driver, "Config": _pairs(a.log_opt, "log-opt")},
         "CapAdd": a.cap_add or None,
         "CapDrop": a.cap_drop or None,
@@ -373,3 +374,11 @@ def container_body(a: argparse.Namespace, detach: bool) -> dict:
 def describe(body: dict) -> str:
     """For error messages: the command a body runs."""
     return shlex.join(body.get("Cmd") or [])
+
+
+def parse_restart(text: str | None) -> dict:
+    """`--restart no|always|unless-stopped|on-failure[:N]` as HostConfig.RestartPolicy."""
+    name, sep, count = (text or "no").partition(":")
+    if sep and not count.lstrip("-").isdigit():
+        raise FlagError(f"invalid restart policy format: maximum retry count must be an integer: {text!r}")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}

@@ -43,6 +43,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "volume": ("docker", "manage volumes"),
     "system": ("docker", "system information (df, info, events)"),
     "rename": ("docker", "rename a container"),
+    "update": ("docker", "update a container's restart policy"),
     "port": ("docker", "list a container's published ports"),
     "cp": ("docker", "copy files between a container and the host"),
     "attach": ("docker", "attach to a running container"),

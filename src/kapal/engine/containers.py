@@ -60,6 +60,8 @@ from .jsonlog import LogFollower
 from .lxcfs import Lxcfs
 from .networking import EngineNetworks, hosts_file, parse_port_bindings
 from .ocispec import build_spec, command_of, default_mounts, merge_env, resolve_user
+from .restart_policy import Backoff, wants_restart
+from .restart_policy import normalize as normalize_policy
 from .runtimes import ContainerRuntime, start_exit_code, start_failure
 from .seccomp_profile import default_profile
 from .service import DEFAULT_CONTAINER_CONFIG, Engine
@@ -115,6 +117,9 @@ class Container:
         self.pending_stdin = bytearray()
         self.pending_stdin_closed = False
         self.listeners: list[Callable[[], None]] = []  # told when the container exits or goes
+        self.backoff = Backoff()
+        self.restart_timer: threading.Timer | None = None
+        self.started_mono = 0.0
 
     @property
     def id(self) -> str:
@@ -134,7 +139,13 @@ class Container:
 
     @property
     def running(self) -> bool:
-        return bool(self.state["Running"])
+        """Its process lives (a container waiting to be restarted by its policy shows Running, as in
+        Docker, but has none)."""
+        return bool(self.state["Running"]) and not self.state.get("Restarting")
+
+    @property
+    def restarting(self) -> bool:
+        return bool(self.state.get("Restarting"))
 
     @property
     def tty(self) -> bool:
@@ -238,12 +249,21 @@ class ContainerManager:
                 self._containers[c.id] = c
             elif entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)  # a create cut short
+        for c in self._containers.values():
+            if c.restarting:  # the last engine went while this one waited for its policy's restart
+                c.state.update(Status="exited", Running=False, Restarting=False)
+                c.save()
         in_use = {(c.private.get("network") or {}).get("sandbox", {}).get("id", "") for c in self._containers.values()
                   if c.running}
         self.networks.sweep({s for s in in_use if s})
+        self._booting = True  # exits found now are the start-up's to act on (as dockerd: no count, no wait)
         for c in list(self._containers.values()):
             if c.running:
                 self._restore(c)
+        self._booting = False
+        for c in list(self._containers.values()):
+            if not c.state["Running"] and self._restarts_at_boot(c):
+                self._reaper.submit(self._policy_start, c, None)
         engine.containers = self  # type: ignore[assignment]
         engine.set_image_users(self.image_users)
 
@@ -593,11 +613,15 @@ class ContainerManager:
         """Start; returns False when it was already running (the API answers 304)."""
         c = self.get(ref)
         with c.lock:
-            if c.running:
+            if c.running or c.restarting:
                 return False
             if c.removed:
                 raise NotFound(f"No such container: {ref}")
             c.state["Error"] = ""
+            # the user's start: the policy starts over (dockerd's reset of the restart manager)
+            c.backoff.reset()
+            c.private["manual_stop"] = False
+            c.doc["RestartCount"] = 0
             try:
                 self._start(c)
             except BaseException as e:
@@ -716,8 +740,9 @@ class ContainerManager:
             raise
         c.generation += 1
         c.shim, c.shim_proc = conn, proc
-        c.state.update(Status="running", Running=True, Paused=False, OOMKilled=False, Pid=pid, ExitCode=0,
-                       StartedAt=now_iso(), FinishedAt=ZERO_TIME, Error="")
+        c.state.update(Status="running", Running=True, Restarting=False, Paused=False, OOMKilled=False, Pid=pid,
+                       ExitCode=0, StartedAt=now_iso(), FinishedAt=ZERO_TIME, Error="")
+        c.started_mono = time.monotonic()
         c.save()
         self._watch(c, conn, early)
 
@@ -858,6 +883,14 @@ class ContainerManager:
                 OOMKilled=bool(doc.get("OOMKilled")), FinishedAt=doc.get("FinishedAt") or now_iso(),
                 Error=doc.get("Error", ""),
             )
+            delay = self._restart_delay(c)
+            if delay is not None:  # as dockerd: Running and Restarting while the policy's wait runs
+                c.doc["RestartCount"] = int(c.doc.get("RestartCount") or 0) + 1
+                c.state.update(Status="restarting", Running=True, Restarting=True)
+                timer = threading.Timer(delay, lambda: self._policy_start(c, timer))
+                timer.daemon = True
+                c.restart_timer = timer
+                timer.start()
             c.shim = None
             proc, c.shim_proc = c.shim_proc, None
             c.exits += 1
@@ -868,7 +901,7 @@ class ContainerManager:
         if doc.get("OOMKilled"):
             self._event(c, "oom")
         self._event(c, "die", exitCode=str(c.state["ExitCode"]))
-        if c.doc["HostConfig"].get("AutoRemove"):
+        if c.doc["HostConfig"].get("AutoRemove") and not c.restarting:
             try:
                 self.remove(c.id, force=True, volumes=True)
             except NotFound:
@@ -877,6 +910,81 @@ class ContainerManager:
                 log.exception("auto-remove of %s failed", c.id[:12])
 
     _closing = False
+    _booting = False
+
+    # ------------------------------------------------------------ restart policies
+
+    def _restart_delay(self, c: Container) -> float | None:
+        """After an exit (holds c.lock): the wait before the policy restarts it, or None."""
+        if self._closing or self._booting or c.removed:
+            return None
+        if c.started_mono:
+            ran = time.monotonic() - c.started_mono
+        else:  # started by an earlier engine
+            ran = _parse_iso(c.state["FinishedAt"]) - _parse_iso(c.state["StartedAt"])
+        return c.backoff.next(c.doc["HostConfig"].get("RestartPolicy") or {}, int(c.state["ExitCode"]),
+                              bool(c.private.get("manual_stop")), ran, int(c.doc.get("RestartCount") or 0))
+
+    def _restarts_at_boot(self, c: Container) -> bool:
+        """dockerd's start-up rule: a container started before whose policy wants it back (`always` even
+        after the user's stop; `unless-stopped` only if not stopped by the user)."""
+        if c.state.get("StartedAt", ZERO_TIME) == ZERO_TIME:
+            return False
+        return wants_restart(c.doc["HostConfig"].get("RestartPolicy") or {}, int(c.state.get("ExitCode") or 0),
+                             bool(c.private.get("manual_stop")), int(c.doc.get("RestartCount") or 0))
+
+    def _policy_start(self, c: Container, timer: threading.Timer | None) -> None:
+        """The policy's restart (timer None: at engine start) through a new shim; the count is kept."""
+        with c.lock:
+            if c.removed or self._closing:
+                return
+            if timer is not None:
+                if c.restart_timer is not timer or not c.restarting:
+                    return  # cancelled by a stop, kill, rm or start meanwhile
+                c.restart_timer = None
+            elif c.state["Running"]:
+                return
+            try:
+                self._start(c)
+            except BaseException as e:
+                log.warning("restarting container %s by its restart policy: %s", c.id[:12], e)
+                c.state.update(Status="exited", Running=False, Restarting=False, Error=str(e),
+                               ExitCode=start_exit_code(str(e), c.doc["Path"]))
+                c.save()
+                c.state_changed()
+                return
+        self._event(c, "start")
+
+    def _cancel_restart(self, c: Container) -> None:
+        """A user's stop, kill or rm (holds c.lock): no restart by the policy from now on; a pending one
+        ends and the container is exited."""
+        c.backoff.cancel()
+        timer, c.restart_timer = c.restart_timer, None
+        if timer is not None:
+            timer.cancel()
+        if c.restarting:
+            c.state.update(Status="exited", Running=False, Restarting=False)
+            c.save()
+            c.state_changed()
+
+    def update(self, ref: str, body: dict) -> list[str]:
+        """`docker update`: the restart policy (resources are not changed by kapal yet: refused by name)."""
+        c = self.get(ref)
+        if not isinstance(body, dict):
+            raise Invalid("the update config must be a JSON object")
+        changed = sorted(k for k, v in body.items() if k != "RestartPolicy" and v not in hostconfig.ZERO_VALUES)
+        if changed:
+            raise Unsupported(f"docker update of {', '.join(changed)} is not supported by kapal "
+                              "(only --restart is)")
+        if body.get("RestartPolicy") is not None:
+            if c.doc["HostConfig"].get("AutoRemove") and (body["RestartPolicy"].get("Name") or "no") != "no":
+                raise Invalid("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            policy = normalize_policy(body["RestartPolicy"])
+            with c.lock:
+                c.doc["HostConfig"]["RestartPolicy"] = policy
+                c.save()
+        self._event(c, "update")
+        return []
 
     def _close_attachers(self, c: Container) -> None:
         with c.lock:
@@ -916,9 +1024,10 @@ class ContainerManager:
                 return
         self._restore(c)
 
-    def _stop_quietly(self, ref: str, timeout: float) -> None:
+    def _stop_quietly(self, ref: str, timeout: float, manual: bool = False) -> None:
+        """The engine's own stop (its shutdown, a restore without live restore): not the user's."""
         try:
-            self.stop(ref, timeout)
+            self.stop(ref, timeout, manual=manual)
         except KapalError as e:
             log.warning("stopping %s: %s", ref[:12], e)
 
@@ -1015,6 +1124,16 @@ class ContainerManager:
         c = self.get(ref)
         signum = _signal_number(sig or "KILL")
         with c.lock:
+            if signum != signal.SIGWINCH and (c.running or c.restarting):
+                # as dockerd: the user's kill is a manual stop; with the stop signal (or SIGKILL, or any
+                # signal when the container has no StopSignal) the policy will not restart it
+                c.private["manual_stop"] = True
+                stop_signal = c.doc["Config"].get("StopSignal")
+                if c.restarting or not stop_signal or signum in (signal.SIGKILL, _signal_number(stop_signal)):
+                    self._cancel_restart(c)
+                c.save()
+                if not c.running:
+                    return
             if not c.running:
                 raise FailedPrecondition(f"Cannot kill container: {ref}: container {c.id} is not running")
             self.runtime.kill(c.id, signum)
@@ -1023,9 +1142,19 @@ class ContainerManager:
                     self.runtime.resume(c.id)
         self._event(c, "kill", signal=str(signum))
 
-    def stop(self, ref: str, timeout: float | None = None, sig: str | None = None) -> bool:
-        """Returns False when it was not running (the API answers 304)."""
+    def stop(self, ref: str, timeout: float | None = None, sig: str | None = None, manual: bool = True) -> bool:
+        """Returns False when it was not running (the API answers 304). `manual`: the user's stop, which
+        the restart policy respects (dockerd's HasBeenManuallyStopped)."""
         c = self.get(ref)
+        with c.lock:
+            if manual and (c.running or c.restarting):
+                c.private["manual_stop"] = True
+                was_restarting = c.restarting
+                self._cancel_restart(c)
+                c.save()
+                if was_restarting:
+                    self._event(c, "stop")
+                    return True
         if not c.running:
             return False
         stop_signal = _signal_number(sig or c.doc["Config"].get("StopSignal") or "TERM")
@@ -1059,6 +1188,8 @@ class ContainerManager:
     def pause(self, ref: str) -> None:
         c = self.get(ref)
         with c.lock:
+            if c.restarting:
+                raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
             if not c.running:
                 raise FailedPrecondition(f"Container {c.id} is not running")
             if c.state["Paused"]:
@@ -1109,6 +1240,12 @@ class ContainerManager:
 
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
+        with c.lock:
+            if c.restarting and not force:
+                raise Conflict(f"cannot remove container \"/{c.name}\": container is restarting: stop the container "
+                               "before removing or force remove")
+            if force:
+                self._cancel_restart(c)
         if c.running:
             if not force:
                 state = "paused" if c.state["Paused"] else "running"
@@ -1153,6 +1290,11 @@ class ContainerManager:
     def shutdown(self) -> None:
         """Engine stop. With live restore the shims keep the containers; without, they are stopped (10 s)."""
         self._closing = True
+        for c in self.all():
+            with c.lock:
+                timer, c.restart_timer = c.restart_timer, None
+            if timer is not None:
+                timer.cancel()  # the record stays "restarting": the next engine starts it by its policy
         if not self.live_restore:
             running = [c for c in self.all() if c.running]
             with ThreadPoolExecutor(max_workers=max(1, min(16, len(running)))) as pool:
@@ -1353,7 +1495,7 @@ class ContainerManager:
         out = []
         items = sorted(self.all(), key=lambda c: c.doc["Created"], reverse=True)
         for c in items:
-            if not all_containers and not c.running and not (filters or {}).get("status") \
+            if not all_containers and not c.state["Running"] and not (filters or {}).get("status") \
                     and not (filters or {}).get("exited"):
                 continue
             if filters and not self._matches(c, filters):
@@ -1487,6 +1629,9 @@ def _status_text(state: dict) -> str:
     if state["Status"] in ("running", "paused"):
         text = "Up " + human_duration(time.time() - _parse_iso(state["StartedAt"]))
         return text + " (Paused)" if state.get("Paused") else text
+    if state["Status"] == "restarting":
+        return f"Restarting ({state['ExitCode']}) " + human_duration(time.time() - _parse_iso(state["FinishedAt"])) \
+            + " ago"
     if state["Status"] == "exited":
         return f"Exited ({state['ExitCode']}) " + human_duration(time.time() - _parse_iso(state["FinishedAt"])) + " ago"
     return state["Status"].capitalize()

@@ -152,6 +152,8 @@ class ExecManager:
         cmd = body.get("Cmd")
         if not cmd or not isinstance(cmd, list) or not cmd[0]:
             raise Invalid("No exec command specified")
+        if c.restarting:
+            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
         if not c.running:
             raise Conflict(f"container {c.id} is not running")
         if c.state.get("Paused"):

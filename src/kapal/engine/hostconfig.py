@@ -15,6 +15,8 @@ from pathlib import Path
 from kapal.errors import Invalid, Unsupported
 from kapal.linux.capabilities import DOCKER_DEFAULT, NAMES
 
+from . import restart_policy
+
 MIN_MEMORY = 6 * 1024 * 1024
 CFS_PERIOD_DEFAULT = 100_000
 
@@ -48,6 +50,7 @@ HANDLED = frozenset(
     Init Mounts MaskedPaths ReadonlyPaths""".split()
 )
 _ZERO = (None, 0, -1, "", [], {}, False)
+ZERO_VALUES = _ZERO
 
 
 def _parse_cpuset(text: str) -> set[int]:
@@ -134,9 +137,7 @@ def validate(hc: dict, body: dict) -> list[str]:
     for key, value in hc.items():
         if key not in HANDLED and value not in _ZERO and value != {"Name": "", "Config": {}}:
             raise Unsupported(f"HostConfig.{key} is not supported by kapal (set it to its zero value)")
-    policy = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-    if policy != "no":
-        raise Unsupported(f"restart policy {policy!r} is not supported by kapal yet (only 'no')")
+    hc["RestartPolicy"] = restart_policy.normalize(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
     log_type = (hc.get("LogConfig") or {}).get("Type") or "json-file"
     if log_type != "json-file":
         raise Unsupported(f"log driver {log_type!r} is not supported (kapal writes json-file logs)")

@@ -1,4 +1,4 @@
-"""Docker API: /containers (create, start, attach, wait, kill, stop, restart, pause, unpause, rename, remove,
+"""Docker API: /containers (create, start, attach, wait, kill, stop, restart, update, pause, unpause, rename, remove,
 inspect, list, changes, export, logs, top, stats, resize, archive) and /commit."""
 
 from __future__ import annotations
@@ -208,6 +208,12 @@ async def container_restart(request: web.Request) -> web.StreamResponse:
     t = request.query.get("t") or request.query.get("timeout")
     await in_thread(request, manager(request).restart, request.match_info["id"], float(t) if t else None)
     return no_content()
+
+
+async def container_update(request: web.Request) -> web.StreamResponse:
+    body = await json_body(request)
+    warnings = await in_thread(request, manager(request).update, request.match_info["id"], body or {})
+    return json_response({"Warnings": warnings})
 
 
 async def container_pause(request: web.Request) -> web.StreamResponse:
@@ -499,6 +505,7 @@ def register(r: Router) -> None:
     r.add("POST", "/containers/{id}/pause", container_pause)
     r.add("POST", "/containers/{id}/unpause", container_unpause)
     r.add("POST", "/containers/{id}/rename", container_rename)
+    r.add("POST", "/containers/{id}/update", container_update)
     r.add("POST", "/containers/{id}/resize", container_resize)
     r.add("DELETE", "/containers/{id}", container_delete)
     r.add("GET", "/containers/{id}/changes", container_changes)

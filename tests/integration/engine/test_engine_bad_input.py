@@ -93,8 +93,8 @@ def test_bad_input_answers_like_docker_and_leaks_nothing(engine, engine_session,
     assert (status, ctype) == (400, "application/json") and doc["message"].startswith("invalid JSON body")
     assert raw.post("/v1.47/containers/create", b"[]")[0] == 400
     status, _, doc = raw.post("/v1.47/containers/create", json.dumps({"Image": busybox, "HostConfig": {
-        "RestartPolicy": {"Name": "always"}}}).encode())
-    assert status == 501 and "restart policy 'always' is not supported" in doc["message"]
+        "RestartPolicy": {"Name": "sometimes"}}}).encode())
+    assert status == 400 and "invalid restart policy: unknown policy 'sometimes'" in doc["message"]
 
     # a failed start: the port is taken on the host, so the container stays created and takes nothing
     holder = socket.socket()

@@ -31,6 +31,8 @@ ALL = {f"CAP_{n}" for n in hcfg.CAP_NAMES}
         ({"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}, "soft limit must be less than or equal"),
         ({"Tmpfs": {"run": ""}}, "mount path must be absolute"),
         ({"LogConfig": {"Type": "json-file", "Config": {"max-file": "3"}}}, "max-file cannot be set without"),
+        ({"RestartPolicy": {"Name": "sometimes"}}, "invalid restart policy: unknown policy 'sometimes'"),
+        ({"RestartPolicy": {"Name": "always"}, "AutoRemove": True}, "can't create 'AutoRemove' container with"),
     ],
 )
 def test_invalid_resources_in_dockerds_words(hc, message):
@@ -41,7 +43,6 @@ def test_invalid_resources_in_dockerds_words(hc, message):
 @pytest.mark.parametrize(
     "hc,what",
     [
-        ({"RestartPolicy": {"Name": "always"}}, "restart policy 'always'"),
         ({"LogConfig": {"Type": "syslog"}}, "log driver 'syslog'"),
         ({"Links": ["a:b"]}, "HostConfig.Links"),
         ({"UsernsMode": "host"}, "HostConfig.UsernsMode"),
