@@ -289,7 +289,7 @@ def _prepare_pki(layout: Layout, api: ApiServerConfig, kubelet: KubeletConfig, n
     from concurrent.futures import ThreadPoolExecutor
 
     from kapal.kube import pki
-    from kapal.kube.api.server import ensure_pki
+    from kapal.kube.api.serving_pki import ensure_pki
     from kapal.kube.kubelet.server import serving_cert_files
 
     ca_crt, ca_key = layout.path("pki", "ca.crt"), layout.path("pki", "ca.key")
@@ -375,17 +375,15 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     import logging
 
     from kapal.kube.api.config import ApiServerConfig
-    from kapal.kube.api.server import serve
-    from kapal.kube.controllers.manager import ControllerManagerConfig, run_controller_manager
     from kapal.kube.kubelet.config import KubeletConfig, default_node_name
-    from kapal.kube.kubelet.kubelet import node_address, preflight, run_kubelet
-    from kapal.kube.scheduler.app import SchedulerConfig, run_scheduler
+    from kapal.kube.kubelet.preflight import node_address, preflight
 
     log = logging.getLogger("kapal.up")
     started = time.monotonic()
 
     def mark(what: str) -> None:
         log.debug("start-up: %s at %.3fs", what, time.monotonic() - started)
+
     node = (args.node_name or default_node_name()).lower()
     dns_ip = str(ipaddress.ip_network(args.service_cidr)[10])  # 10.96.0.10, as kubeadm
     for sub in ("db", "manifests", "logs", "kubelet"):
@@ -398,6 +396,7 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
         cluster_dns=[dns_ip], pod_bridge=args.pod_bridge_name, non_masquerade_cidr=args.pod_network_cidr,
         healthz_port=0)
     preflight(kubelet_config)
+    node_ip = node_address(kubelet_config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -409,12 +408,18 @@ async def _up(args: argparse.Namespace, layout: Layout) -> int:
     api_config = ApiServerConfig(
         data_dir=layout.dir, secure_port=args.secure_port, storage=f"sqlite://{layout.path('db', 'state.db')}",
         service_cluster_ip_range=args.service_cidr, key_algorithm=KEY_ALGORITHM)
-    node_ip = node_address(kubelet_config)
     credentials = asyncio.create_task(asyncio.to_thread(_prepare_pki, layout, api_config, kubelet_config, node_ip))
     engine = EngineChild(layout, engine_args)
     try:
         await engine.start()
         mark("engine started")
+        # the engine, a process of its own, starts up while this one imports the components
+        from kapal.kube.api.server import serve
+        from kapal.kube.controllers.manager import ControllerManagerConfig, run_controller_manager
+        from kapal.kube.kubelet.kubelet import run_kubelet
+        from kapal.kube.scheduler.app import SchedulerConfig, run_scheduler
+
+        mark("components imported")
         client_credentials = await credentials
         mark("certificates ready")
     except BaseException:

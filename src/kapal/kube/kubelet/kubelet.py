@@ -34,13 +34,14 @@ from kapal.kube.client.kinds import CONFIGMAPS, NODES, PODS, SECRETS, SERVICES
 from . import qos as qosmod
 from .backoff import Backoff
 from .cgroups import PodCgroups
-from .config import KUBELET_VERSION, KubeletConfig, systemd_running
+from .config import KUBELET_VERSION, KubeletConfig
 from .engineapi import EngineApi
 from .images import ImageManager
-from .node import Machine, NodeAgent, swap_total
+from .node import Machine, NodeAgent
 from .pleg import RuntimeCache
 from .podfiles import ClusterDns, host_resolv_conf
 from .pods import PodWorker, pod_key
+from .preflight import node_address, preflight
 from .sandbox import SandboxManager, SandboxState
 from .static import HASH_ANNOTATION, MIRROR_ANNOTATION, StaticPodSource, is_mirror, mirror_of
 from .volumes import VolumeManager
@@ -71,41 +72,6 @@ class _PodCgroups:
             out.append(PodCgroup(meta.get("namespace") or "default", meta["name"], w.uid, w.cgroup_parent, ctrs,
                                  started))
         return out
-
-
-def preflight(config: KubeletConfig) -> None:
-    """Refuse to start on hosts the settings cannot work on, saying what to change."""
-    if config.cgroup_driver == "systemd":
-        if not systemd_running():
-            raise errors.FailedPrecondition("--cgroup-driver=systemd: this host does not run systemd "
-                                            "(/run/systemd/system is missing); use --cgroup-driver=cgroupfs")
-        raise errors.Unsupported("--cgroup-driver=systemd is not supported by kapal's kubelet yet; use "
-                                 "--cgroup-driver=cgroupfs")
-    if config.cgroup_driver != "cgroupfs":
-        raise errors.Invalid(f"--cgroup-driver={config.cgroup_driver}: must be cgroupfs or systemd")
-    if config.fail_swap_on and swap_total() > 0:
-        raise errors.FailedPrecondition("running with swap on is not supported, please disable swap or set "
-                                        "--fail-swap-on flag to false")
-    if config.pod_cidr:
-        try:
-            ipaddress.ip_network(config.pod_cidr, strict=True)
-        except ValueError as e:
-            raise errors.Invalid(f"--pod-cidr {config.pod_cidr!r}: {e}") from e
-    if os.geteuid() != 0:
-        raise errors.FailedPrecondition("the kubelet needs root (namespaces, mounts, cgroups, networking)")
-
-
-def node_address(config: KubeletConfig) -> str:
-    if config.node_ip:
-        ip = ipaddress.ip_address(config.node_ip)
-        return str(ip)
-    from kapal.kube.pki import primary_ipv4
-
-    ip4 = primary_ipv4()
-    if ip4 is None:
-        raise errors.FailedPrecondition("cannot find this host's primary IPv4 address (no default route and no "
-                                        "non-loopback address); pass --node-ip")
-    return str(ip4)
 
 
 class Kubelet:

@@ -44,13 +44,6 @@ def memory_total() -> int:
     return 0
 
 
-def swap_total() -> int:
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("SwapTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def arch() -> str:
     m = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(m, m)
