@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import docker as docker_sdk
 import pytest
 from engine_helpers import DockerCLI
-from image_helpers import EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
+from image_helpers import KAPAL, EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
 
 pytestmark = pytest.mark.root
 
@@ -100,11 +101,15 @@ def test_always_restarts_until_the_users_stop_or_kill(docker, busybox, unique):
         docker("rm", "-f", name, check=False)
 
 
-def test_update_restart_policy_of_a_running_container(docker, busybox, unique):
+def test_update_restart_policy_of_a_running_container(engine, docker, busybox, unique):
     name = f"{unique}-upd"
     docker("run", "-d", "--name", name, busybox, "sh", "-c",
            "while [ ! -f /tmp/go ]; do sleep 0.05; done; exit 5")
     try:
+        kapal = subprocess.run([str(KAPAL), "update", "--restart", "unless-stopped", name], capture_output=True,
+                               text=True, env={**os.environ, "KAPAL_HOST": engine.host}, timeout=60)
+        assert kapal.returncode == 0, kapal.stderr
+        assert _state(docker, name)["Policy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
         docker("update", "--restart", "on-failure:1", name)
         assert _state(docker, name)["Policy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
         docker("exec", name, "touch", "/tmp/go")  # the rw layer keeps it: the restarted run exits 5 at once
