@@ -245,12 +245,11 @@ async def run_controller_manager(config: ControllerManagerConfig, stop: asyncio.
         try:
             starting = [asyncio.create_task(start(spec, recorders), name=f"start-{spec.name}") for spec in runnable]
             try:
-                tasks.extend(await asyncio.gather(*starting))
-            finally:
+                await asyncio.gather(*starting)
+            finally:  # when one failed to start, those that did are stopped below with the rest
                 for t in starting:
                     if t.done() and not t.cancelled() and t.exception() is None:
-                        if t.result() not in tasks:
-                            tasks.append(t.result())
+                        tasks.append(t.result())
                     else:
                         t.cancel()
             log.info("started %d controllers: %s", len(tasks), ", ".join(s.name for s in runnable))

@@ -114,7 +114,7 @@ def client_credentials(path: str | os.PathLike[str], user: str, organizations: t
 
 def issue_client_credentials(ca_cert: str | os.PathLike[str], ca_key: str | os.PathLike[str], user: str,
                              organizations: tuple[str, ...]) -> tuple[bytes, bytes]:
-    """A new client certificate (and RSA key) for `user` in `organizations`, as (cert PEM, key PEM)."""
+    """A new client certificate (and RSA 2048 key) for `user` in `organizations`, as (cert PEM, key PEM)."""
     from . import certs
 
     leaf = certs.issue(certs.load(ca_cert, ca_key), user, organizations=organizations, client=True)
