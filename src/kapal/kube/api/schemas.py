@@ -14,8 +14,9 @@ its `$ref`, so callers keep the property node and `resolve` it only to walk in.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
-from importlib import resources as _resources
+from pathlib import Path
 from typing import Any
 
 from kapal.errors import Invalid, NotFound
@@ -29,7 +30,11 @@ _REF_PREFIX = "#/$defs/"
 @functools.cache
 def definitions() -> dict[str, dict[str, Any]]:
     """Every definition, keyed like `io.k8s.api.apps.v1.Deployment` (loaded once per process)."""
-    path = _resources.files("kubernetes_validate") / "kubernetes-json-schema" / SCHEMA_VERSION / "_definitions.json"
+    # found, not imported: the package's own import pulls in jsonschema (~70 ms, several MB) kapal never uses
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise NotFound("the kubernetes-validate package (the Kubernetes JSON schemas) is not installed")
+    path = Path(spec.submodule_search_locations[0], "kubernetes-json-schema", SCHEMA_VERSION, "_definitions.json")
     with path.open("rb") as f:
         return json.load(f)["$defs"]
 
