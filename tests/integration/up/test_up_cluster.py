@@ -67,6 +67,12 @@ def test_up_kill9_restart_and_down(tmp_path):
         c.kill9()  # the whole process: API server, controllers, scheduler, kubelet; the engine follows it
         assert c.kapal("ps", "-q").returncode != 0  # no engine answers now
         c.start()
+        # a pod asked for the moment Ready is printed runs, with an address from the node's pod network
+        c.kubectl("run", "right-after-ready", f"--image={harness.IMAGE}", "--", "sh", "-c", "echo hi; sleep 3600")
+        c.wait_for("a pod created right after Ready running",
+                   lambda: (c.container_state("right-after-ready") or {}).get("ready"))
+        assert ipaddress.ip_address(c.get("pod", "right-after-ready")["status"]["podIP"]) in pod_cidr
+        assert c.kubectl("logs", "right-after-ready").stdout == "hi\n"
         assert c.get("configmap", "keepme")["data"] == {"a": "b"}
         c.wait_for("survivor reported again", lambda: (c.container_state("survivor") or {}).get("ready"))
         after = c.container_state("survivor")
