@@ -235,12 +235,10 @@ def cmd_kill(argv: list[str]) -> int:
 
 
 def cmd_update(argv: list[str]) -> int:
-    from .docker_create import parse_restart
+    from .docker_create import add_update_flags, update_body
 
-    return _each(argv, "update", "Update configuration of one or more containers (kapal: the restart policy)",
-                 lambda c, n, a: c.json("POST", f"/containers/{n}/update", None,
-                                        {"RestartPolicy": parse_restart(a.restart)} if a.restart else {}),
-                 lambda p: p.add_argument("--restart", default=None))
+    return _each(argv, "update", "Update configuration (resources, restart policy) of one or more containers",
+                 lambda c, n, a: c.json("POST", f"/containers/{n}/update", None, update_body(a)), add_update_flags)
 
 
 def cmd_pause(argv: list[str]) -> int:

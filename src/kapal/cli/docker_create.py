@@ -382,3 +382,41 @@ def parse_restart(text: str | None) -> dict:
     if sep and not count.lstrip("-").isdigit():
         raise FlagError(f"invalid restart policy format: maximum retry count must be an integer: {text!r}")
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
+
+
+def add_update_flags(p: argparse.ArgumentParser) -> None:
+    """`docker update`'s resource flags and --restart."""
+    for flag in ("--memory", "--memory-swap", "--memory-reservation", "--cpus", "--cpuset-cpus", "--cpuset-mems",
+                 "--restart"):
+        p.add_argument(*(("-m", flag) if flag == "--memory" else (flag,)), default=None)
+    for flag in ("--cpu-period", "--cpu-quota", "--blkio-weight"):
+        p.add_argument(flag, type=int, default=0)
+    p.add_argument("-c", "--cpu-shares", type=int, default=0)
+    p.add_argument("--pids-limit", type=int, default=None)
+
+
+def update_body(a: argparse.Namespace) -> dict:
+    """The `POST /containers/ID/update` body for parsed update flags (zero: unchanged, as the docker CLI)."""
+    nano = 0
+    if a.cpus:
+        try:
+            nano = int(round(float(a.cpus) * 1e9))
+        except ValueError:
+            raise FlagError(f"invalid argument \"{a.cpus}\" for \"--cpus\" flag") from None
+    body: dict[str, Any] = {
+        "Memory": ram_in_bytes(a.memory) if a.memory else 0,
+        "MemorySwap": (-1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)) if a.memory_swap else 0,
+        "MemoryReservation": ram_in_bytes(a.memory_reservation) if a.memory_reservation else 0,
+        "NanoCpus": nano,
+        "CpuPeriod": a.cpu_period,
+        "CpuQuota": a.cpu_quota,
+        "CpuShares": a.cpu_shares,
+        "CpusetCpus": a.cpuset_cpus or "",
+        "CpusetMems": a.cpuset_mems or "",
+        "BlkioWeight": a.blkio_weight,
+    }
+    if a.pids_limit is not None:
+        body["PidsLimit"] = a.pids_limit
+    if a.restart:
+        body["RestartPolicy"] = parse_restart(a.restart)
+    return body

@@ -54,7 +54,7 @@ from kapal.image.reference import parse
 from kapal.linux.securepath import resolve_in_root
 from kapal.units import human_duration
 
-from . import _mount, hostconfig, stats
+from . import _mount, hostconfig, resource_update, stats
 from .events import EventLog
 from .jsonlog import LogFollower
 from .lxcfs import Lxcfs
@@ -348,11 +348,13 @@ class ContainerManager:
             cdir.mkdir()
         try:
             doc = self._new_record(cid, cdir, name, body, host_config, image, mode, ports)
+            c = Container(doc, self.root)
+            self._copy_up_volumes(c)
         except BaseException:
+            _mount.unmount(str(cdir / "rootfs"), detach=True)
             self._drop_snapshots(cid)
             shutil.rmtree(cdir, ignore_errors=True)
             raise
-        c = Container(doc, self.root)
         with self._lock:
             if any(o.name == c.name for o in self._containers.values()):
                 self._drop_snapshots(cid)
@@ -431,6 +433,8 @@ class ContainerManager:
             host_config["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
         host_config.setdefault("AutoRemove", False)
         host_config.setdefault("Binds", None)
+        if host_config.get("Memory") and not host_config.get("MemorySwap") and hostconfig.memsw_supported():
+            host_config["MemorySwap"] = 2 * int(host_config["Memory"])  # dockerd's default: swap as large as memory
         cgroup_parent = (host_config.get("CgroupParent") or CGROUP_PARENT).strip("/")
         return {
             "Id": cid,
@@ -478,6 +482,18 @@ class ContainerManager:
             "NetworkSettings": {},
             PRIVATE: {"network": {"mode": mode}, "cgroup": f"/{cgroup_parent}/{cid}"},
         }
+
+    def _copy_up_volumes(self, c: Container) -> None:
+        """At create, as dockerd: each new, empty volume takes the image's content at its mountpoint."""
+        wanted = [m for m in c.doc["Mounts"] if m.get("CopyUp") and m["Type"] == "volume"]
+        if not wanted:
+            return
+        with self.mounted_rootfs(c) as rootfs:
+            for m in wanted:
+                if copy_up(str(rootfs), m["Destination"], m["Source"]):
+                    log.debug("container %s: volume %s takes the image's content at %s", c.id[:12], m.get("Name"),
+                              m["Destination"])
+                m.pop("CopyUp")
 
     def _random_name(self) -> str:
         taken = {c.name for c in self._containers.values()}
@@ -968,21 +984,33 @@ class ContainerManager:
             c.state_changed()
 
     def update(self, ref: str, body: dict) -> list[str]:
-        """`docker update`: the restart policy (resources are not changed by kapal yet: refused by name)."""
+        """`docker update`: resources (applied at once to a running or paused container, kept in its
+        HostConfig for the next start) and the restart policy, with dockerd's checks and words."""
         c = self.get(ref)
         if not isinstance(body, dict):
             raise Invalid("the update config must be a JSON object")
-        changed = sorted(k for k, v in body.items() if k != "RestartPolicy" and v not in hostconfig.ZERO_VALUES)
-        if changed:
-            raise Unsupported(f"docker update of {', '.join(changed)} is not supported by kapal "
-                              "(only --restart is)")
-        if body.get("RestartPolicy") is not None:
-            if c.doc["HostConfig"].get("AutoRemove") and (body["RestartPolicy"].get("Name") or "no") != "no":
-                raise Invalid("Restart policy cannot be updated because AutoRemove is enabled for the container")
+        changes = resource_update.requested(body)
+        policy = None
+        if (body.get("RestartPolicy") or {}).get("Name"):  # as dockerd: an empty name leaves the policy
             policy = normalize_policy(body["RestartPolicy"])
-            with c.lock:
-                c.doc["HostConfig"]["RestartPolicy"] = policy
-                c.save()
+        with c.lock:
+            if c.removed:
+                raise NotFound(f"No such container: {ref}")
+            try:
+                hc = resource_update.merge(c.doc["HostConfig"], changes)
+                if policy is not None and hc.get("AutoRemove") and policy["Name"] != "no":
+                    raise Invalid("Restart policy cannot be updated because AutoRemove is enabled for the container")
+            except Invalid as e:
+                raise Invalid(f"Cannot update container {c.id}: {e}") from None
+            if policy is not None:
+                hc["RestartPolicy"] = policy
+            if changes and c.running:  # a container waiting for its policy's restart takes them at start
+                try:
+                    self.runtime.update(c.id, resource_update.runtime_resources(hc, changes))
+                except KapalError as e:
+                    raise type(e)(f"Cannot update container {c.id}: {e}") from None
+            c.doc["HostConfig"] = hc
+            c.save()
         self._event(c, "update")
         return []
 

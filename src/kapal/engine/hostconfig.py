@@ -142,12 +142,49 @@ def validate(hc: dict, body: dict) -> list[str]:
     if log_type != "json-file":
         raise Unsupported(f"log driver {log_type!r} is not supported (kapal writes json-file logs)")
     log_options(hc)
+    warnings += validate_resources(hc)
+    adj = int(hc.get("OomScoreAdj") or 0)
+    if not -1000 <= adj <= 1000:
+        raise Invalid(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")
+    if hc.get("ShmSize") and int(hc["ShmSize"]) < 0:
+        raise Invalid("SHM size can not be less than 0")
+    for mode_key, allowed in (
+        ("IpcMode", ("", "private", "shareable", "host", "none")),
+        ("PidMode", ("", "private", "host")),
+        ("UTSMode", ("", "private", "host")),
+        ("CgroupnsMode", ("", "private", "host")),
+    ):
+        mode = hc.get(mode_key) or ""
+        if mode in allowed:
+            continue
+        if mode_key != "CgroupnsMode" and mode.startswith("container:"):
+            continue
+        if mode_key in ("IpcMode", "UTSMode") and mode.startswith("ns:"):
+            if not os.path.exists(mode[3:]):
+                raise Invalid(f"HostConfig.{mode_key} {mode}: no such namespace file")
+            continue
+        names = ", ".join(repr(a) for a in allowed)
+        raise Unsupported(f"HostConfig.{mode_key} {mode!r} is not supported (one of {names}, container:<id>"
+                          f"{', ns:<path>' if mode_key in ('IpcMode', 'UTSMode') else ''})")
+    if (hc.get("Isolation") or "default") != "default":
+        raise Unsupported(f"isolation {hc['Isolation']!r} is not supported on Linux")
+    capabilities(hc)
+    rlimits(hc)
+    tmpfs_mounts(hc)
+    security_options(hc)
+    return warnings
+
+
+def validate_resources(hc: dict, update: bool = False) -> list[str]:
+    """dockerd's checks of memory, CPU, cpuset and blkio settings (an update may set swap without memory);
+    returns warnings."""
+    warnings: list[str] = []
     memory = int(hc.get("Memory") or 0)
     swap = int(hc.get("MemorySwap") or 0)
     reservation = int(hc.get("MemoryReservation") or 0)
     if memory and memory < MIN_MEMORY:
         raise Invalid("Minimum memory limit allowed is 6MB")
-    if swap > 0 and not memory:
+    if swap > 0 and not memory and not update:
         raise Invalid("You should always set the Memory limit when using Memoryswap limit, see usage")
     if swap > 0 and swap < memory:
         raise Invalid("Minimum memoryswap limit should be larger than memory limit, see usage")
@@ -196,35 +233,6 @@ def validate(hc: dict, body: dict) -> list[str]:
             warnings.append(
                 "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
             )
-    adj = int(hc.get("OomScoreAdj") or 0)
-    if not -1000 <= adj <= 1000:
-        raise Invalid(f"Invalid value {adj}, range for oom score adj is [-1000, 1000]")
-    if hc.get("ShmSize") and int(hc["ShmSize"]) < 0:
-        raise Invalid("SHM size can not be less than 0")
-    for mode_key, allowed in (
-        ("IpcMode", ("", "private", "shareable", "host", "none")),
-        ("PidMode", ("", "private", "host")),
-        ("UTSMode", ("", "private", "host")),
-        ("CgroupnsMode", ("", "private", "host")),
-    ):
-        mode = hc.get(mode_key) or ""
-        if mode in allowed:
-            continue
-        if mode_key != "CgroupnsMode" and mode.startswith("container:"):
-            continue
-        if mode_key in ("IpcMode", "UTSMode") and mode.startswith("ns:"):
-            if not os.path.exists(mode[3:]):
-                raise Invalid(f"HostConfig.{mode_key} {mode}: no such namespace file")
-            continue
-        names = ", ".join(repr(a) for a in allowed)
-        raise Unsupported(f"HostConfig.{mode_key} {mode!r} is not supported (one of {names}, container:<id>"
-                          f"{', ns:<path>' if mode_key in ('IpcMode', 'UTSMode') else ''})")
-    if (hc.get("Isolation") or "default") != "default":
-        raise Unsupported(f"isolation {hc['Isolation']!r} is not supported on Linux")
-    capabilities(hc)
-    rlimits(hc)
-    tmpfs_mounts(hc)
-    security_options(hc)
     return warnings
 
 
@@ -356,9 +364,9 @@ def resources(hc: dict, device_rules: list[dict]) -> dict:
         swap = int(hc.get("MemorySwap") or 0)
         if swap == 0:
             swap = 2 * memory["limit"]  # Docker: swap as large as the memory limit
-        if _memsw_supported():
+        if memsw_supported():
             memory["swap"] = swap
-    elif int(hc.get("MemorySwap") or 0) == -1 and _memsw_supported():
+    elif int(hc.get("MemorySwap") or 0) == -1 and memsw_supported():
         memory["swap"] = -1
     if hc.get("MemoryReservation"):
         memory["reservation"] = int(hc["MemoryReservation"])
@@ -405,7 +413,7 @@ def resources(hc: dict, device_rules: list[dict]) -> dict:
     return out
 
 
-def _memsw_supported() -> bool:
+def memsw_supported() -> bool:
     return Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
 
 

@@ -36,6 +36,7 @@ class ContainerRuntime(Protocol):
     def kill(self, cid: str, sig: int) -> None: ...
     def pause(self, cid: str) -> None: ...
     def resume(self, cid: str) -> None: ...
+    def update(self, cid: str, resources: dict) -> None: ...
     def exec(
         self, cid: str, process: Path, stdio: tuple[int, int, int], pid_file: Path, console_socket: str | None = None,
         cwd: Path | None = None,
@@ -88,6 +89,15 @@ class OciCliRuntime:
 
     def resume(self, cid: str) -> None:
         self._run("resume", cid)
+
+    def update(self, cid: str, resources: dict) -> None:
+        """New linux.resources for a running or paused container (`update --resources FILE`)."""
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=self.root) as f:
+            json.dump(resources, f)
+            f.flush()
+            self._run("update", "--resources", f.name, cid)
 
     def exec(
         self,
@@ -152,6 +162,10 @@ class KapalRuntime:
     def resume(self, cid: str) -> None:
         with _as_kapal_errors("resume"):
             container.resume(str(self.root), cid)
+
+    def update(self, cid: str, resources: dict) -> None:
+        with _as_kapal_errors("update"):
+            container.update(str(self.root), cid, resources)
 
     def exec(
         self,

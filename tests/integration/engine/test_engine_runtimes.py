@@ -51,6 +51,9 @@ def test_a_runc_compatible_binary_runs_the_same_containers(name, tmp_path, uniqu
         assert mounted == "tool ran"
         cid = docker.out("run", "-d", "--network", "none", image, "sleep", "600").strip()
         assert docker.out("exec", cid, "cat", "/proc/1/comm") == "sleep"
+        docker("update", "--cpu-quota", "30000", "--pids-limit", "9", cid)  # through `<runtime> update`
+        assert docker.out("exec", cid, "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                          "/sys/fs/cgroup/pids/pids.max").split() == ["30000", "9"]
         docker("rm", "-f", cid)
         docker("rmi", image)
         assert eng.leftover_containers() == []
