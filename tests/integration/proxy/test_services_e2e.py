@@ -134,7 +134,18 @@ def test_pod_resolv_conf_points_at_cluster_dns(up):
 def test_wget_by_service_name_spreads_over_the_replicas(up):
     names = set(web_pods(up))
     up.wait_for("http://web/ from the client", lambda: wget_from_client(up, "http://web/")[0] in names, timeout=30)
-    seen = wget_from_client(up, "http://web/", 30)
+    # readyReplicas can run ahead of the EndpointSlice and the proxy's next sync: wait until every replica
+    # is in the rules, then 30 requests must reach all three.
+    up.wait_for("3 ready endpoints", lambda: sum(
+        1 for s in json.loads(up.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web",
+                                         "-o", "json").stdout)["items"]
+        for e in s.get("endpoints") or () if (e.get("conditions") or {}).get("ready")) == 3, timeout=30)
+    seen: list[str] = []
+    for _ in range(5):
+        seen = wget_from_client(up, "http://web/", 30)
+        if set(seen) == names:
+            break
+        time.sleep(1)
     assert set(seen) == names, seen
     fqdn = wget_from_client(up, "http://web.default.svc.cluster.local/", 3)
     assert set(fqdn) <= names and len(fqdn) == 3
