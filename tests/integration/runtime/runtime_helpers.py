@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import select
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,3 +32,21 @@ def cgroups_of(pid: int) -> dict[str, str]:
             if hierarchy or cgroup2:
                 out[hierarchy] = path
     return out
+
+
+def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
+    """Read a pty or pipe until `needle` shows up (AssertionError with what came, on timeout)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while needle not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError(f"timed out waiting for {needle!r}; got {data!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data

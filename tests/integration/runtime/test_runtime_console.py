@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import os
-import select
 import socket
 import subprocess
 import time
 
 import pytest
+from runtime_helpers import read_until
 
 pytestmark = pytest.mark.root
-
-
-def read_until(fd: int, needle: bytes, timeout: float = 10.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while needle not in data:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise AssertionError(f"timed out waiting for {needle!r}; got {data!r}")
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from runtime_helpers import RUNTIME
+from runtime_helpers import RUNTIME, read_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -78,33 +77,16 @@ def podman(tmp_path_factory, rootfs):
             pass
 
 
-def read_until(fd: int, needle: bytes, timeout: float = 20.0) -> bytes:
-    data = b""
-    deadline = time.monotonic() + timeout
-    while needle not in data:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise AssertionError(f"timed out waiting for {needle!r}; got {data!r}")
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def with_pty(argv: list[str], script: bytes, needle: bytes) -> tuple[int, bytes]:
     """Run argv on a fresh pty, answer busybox's cursor query, type `script`, wait for `needle` and the exit."""
     master, slave = os.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
     os.close(slave)
     try:
-        out = read_until(master, b"\x1b[6n")  # the shell's prompt asks where the cursor is
+        out = read_until(master, b"\x1b[6n", 20)  # the shell's prompt asks where the cursor is
         os.write(master, b"\x1b[1;1R")
         os.write(master, script)
-        out += read_until(master, needle)
+        out += read_until(master, needle, 20)
         return proc.wait(30), out
     finally:
         if proc.poll() is None:
