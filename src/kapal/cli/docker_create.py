@@ -98,6 +98,10 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--detach-keys", default=None)
     a("--sig-proxy", default="true")
     a("--no-healthcheck", action="store_true")
+    for flag in ("--health-cmd", "--health-interval", "--health-timeout", "--health-start-period",
+                 "--health-start-interval"):
+        a(flag, default=None)
+    a("--health-retries", type=int, default=0)
     a("--help", action="help")
     a("image")
     a("command", nargs=argparse.REMAINDER)
@@ -366,9 +370,40 @@ def container_body(a: argparse.Namespace, detach: bool) -> dict:
         body["StopSignal"] = a.stop_signal
     if a.stop_timeout is not None:
         body["StopTimeout"] = a.stop_timeout
-    if a.no_healthcheck:
-        body["Healthcheck"] = {"Test": ["NONE"]}
+    health = health_check(a)
+    if health:
+        body["Healthcheck"] = health
     return body
+
+
+def health_check(a: argparse.Namespace) -> dict | None:
+    """--health-* and --no-healthcheck as the docker CLI sends them (durations in nanoseconds)."""
+    durations = {"Interval": a.health_interval, "Timeout": a.health_timeout, "StartPeriod": a.health_start_period,
+                 "StartInterval": a.health_start_interval}
+    given = a.health_cmd or a.health_retries or any(v is not None for v in durations.values())
+    if a.no_healthcheck:
+        if given:
+            raise FlagError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    from kapal.engine.health import parse_go_duration
+    from kapal.errors import Invalid
+
+    check: dict[str, Any] = {"Test": ["CMD-SHELL", a.health_cmd] if a.health_cmd else None}
+    for key, text in durations.items():
+        flag = "--health-" + {"StartPeriod": "start-period", "StartInterval": "start-interval"}.get(key, key.lower())
+        try:
+            value = parse_go_duration(text) if text is not None else 0
+        except Invalid:
+            raise FlagError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"') from None
+        if value < 0:
+            raise FlagError(f"{flag} cannot be negative")
+        check[key] = value
+    if a.health_retries < 0:
+        raise FlagError("--health-retries cannot be negative")
+    check["Retries"] = a.health_retries
+    return check
 
 
 def describe(body: dict) -> str:

@@ -7,7 +7,8 @@ import shlex
 
 from kapal.errors import Invalid, Unsupported
 
-SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+SUPPORTED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+             "WORKDIR")
 
 
 def _exec_form(rest: str) -> list[str]:
@@ -77,6 +78,10 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
             out["User"] = rest.strip()
         elif op == "STOPSIGNAL":
             out["StopSignal"] = rest.strip()
+        elif op == "HEALTHCHECK":
+            from .health import parse_instruction
+
+            out["Healthcheck"] = parse_instruction(rest)
         elif op == "ONBUILD":
             out["OnBuild"] = [*(out.get("OnBuild") or []), rest.strip()]
     return out

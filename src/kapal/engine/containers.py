@@ -54,7 +54,7 @@ from kapal.image.reference import parse
 from kapal.linux.securepath import resolve_in_root
 from kapal.units import human_duration
 
-from . import _mount, hostconfig, resource_update, stats
+from . import _mount, health, hostconfig, resource_update, stats
 from .events import EventLog
 from .jsonlog import LogFollower
 from .lxcfs import Lxcfs
@@ -242,6 +242,7 @@ class ContainerManager:
         from .execs import ExecManager
 
         self.execs = ExecManager(self)
+        self.health = health.HealthMonitor(self, now_iso)
         for entry in self.root.iterdir():
             cfg = entry / "config.v2.json"
             if cfg.exists():
@@ -310,8 +311,7 @@ class ContainerManager:
         if not isinstance(body, dict):
             raise Invalid("the container config must be a JSON object")
         host_config = dict(body.get("HostConfig") or {})
-        if body.get("Healthcheck") and (body["Healthcheck"].get("Test") or []) not in ([], ["NONE"]):
-            raise Unsupported("health checks are not supported by kapal yet")
+        health.validate(body.get("Healthcheck"))
         warnings = hostconfig.validate(host_config, body)
         image_name = body.get("Image") or ""
         if not image_name:
@@ -385,6 +385,11 @@ class ContainerManager:
             raise Invalid(f"the working directory '{config['WorkingDir']}' is invalid, it needs to be an absolute path")
         if not config.get("User"):
             config["User"] = image_cfg.get("User") or ""
+        check = health.merge(image_cfg.get("Healthcheck"), body.get("Healthcheck"))
+        if check:
+            config["Healthcheck"] = check
+        else:
+            config.pop("Healthcheck", None)
         if not config.get("StopSignal") and image_cfg.get("StopSignal"):
             config["StopSignal"] = image_cfg["StopSignal"]
         if config.get("StopSignal"):
@@ -759,6 +764,7 @@ class ContainerManager:
         c.state.update(Status="running", Running=True, Restarting=False, Paused=False, OOMKilled=False, Pid=pid,
                        ExitCode=0, StartedAt=now_iso(), FinishedAt=ZERO_TIME, Error="")
         c.started_mono = time.monotonic()
+        self.health.started(c)
         c.save()
         self._watch(c, conn, early)
 
@@ -889,6 +895,7 @@ class ContainerManager:
         with c.lock:
             if c.generation != generation or not c.running:
                 return
+            self.health.stop(c)
             sandbox = c.private["network"].pop("sandbox", None)
             keep_waiting = bool(sandbox and sandbox.get("ports"))
             _mount.unmount(str(c.rootfs), detach=True)
@@ -1042,6 +1049,10 @@ class ContainerManager:
                     self._reaper.submit(self._stop_quietly, c.id, 10)
                     return
                 self._watch(c, conn, [])
+                with c.lock:
+                    self.health.started(c)  # as dockerd's restore: starting again
+                    if c.state["Paused"]:
+                        self.health.stop(c)
                 return
         self._exited(c, generation, None)
 
@@ -1234,6 +1245,7 @@ class ContainerManager:
     def _freeze(self, c: Container) -> None:
         """Pause (holds c.lock): the runtime freezes the cgroup, the record and an event say so."""
         self.runtime.pause(c.id)
+        self.health.stop(c)
         c.state.update(Paused=True, Status="paused")
         c.save()
         self._event(c, "pause")
@@ -1241,6 +1253,8 @@ class ContainerManager:
     def _thaw(self, c: Container) -> None:
         self.runtime.resume(c.id)
         c.state.update(Paused=False, Status="running" if c.running else c.state["Status"])
+        if c.running:
+            self.health.resume(c)
         c.save()
         self._event(c, "unpause")
 
@@ -1293,6 +1307,7 @@ class ContainerManager:
             if c.removed:
                 return
             c.removed = True
+            self.health.stop(c)
             _mount.unmount(str(c.rootfs), detach=True)
             if self.runtime.known(c.id):  # the shim deletes what it ran; this is for a start cut short
                 self.runtime.delete(c.id, force=True)
@@ -1318,6 +1333,7 @@ class ContainerManager:
     def shutdown(self) -> None:
         """Engine stop. With live restore the shims keep the containers; without, they are stopped (10 s)."""
         self._closing = True
+        self.health.close()
         for c in self.all():
             with c.lock:
                 timer, c.restart_timer = c.restart_timer, None
@@ -1595,10 +1611,16 @@ class ContainerManager:
                 mode = (c.private.get("network") or {}).get("mode", "")
                 if mode not in values:
                     return False
+            elif key == "health":
+                bad = set(values) - {"starting", "healthy", "unhealthy", "none"}
+                if bad:
+                    raise Invalid(f"Unrecognised filter value for health: {sorted(bad)[0]}")
+                if health.list_status(c.state) not in values:
+                    return False
             elif key not in ("name", "id", "status", "label", "exited", "ancestor", "volume", "network"):
                 raise Unsupported(
                     f"container list filter {key!r} is not supported "
-                    "(name, id, status, label, exited, ancestor, volume, network are)"
+                    "(name, id, status, label, exited, ancestor, volume, network, health are)"
                 )
         return True
 
@@ -1656,7 +1678,7 @@ def _status_text(state: dict) -> str:
     """Docker's STATUS column: Created / Up 3 seconds / Up 3 seconds (Paused) / Exited (0) 2 seconds ago."""
     if state["Status"] in ("running", "paused"):
         text = "Up " + human_duration(time.time() - _parse_iso(state["StartedAt"]))
-        return text + " (Paused)" if state.get("Paused") else text
+        return text + " (Paused)" if state.get("Paused") else text + health.status_suffix(state)
     if state["Status"] == "restarting":
         return f"Restarting ({state['ExitCode']}) " + human_duration(time.time() - _parse_iso(state["FinishedAt"])) \
             + " ago"

@@ -333,6 +333,11 @@ class ExecManager:
     def inspect(self, exec_id: str) -> dict:
         return self.get(exec_id).to_docker()
 
+    def discard(self, exec_id: str) -> None:
+        """Forget one session (a health probe's, done or given up): its ID leaves ExecIDs."""
+        with self._lock:
+            self._sessions.pop(exec_id, None)
+
     def forget(self, container_id: str) -> None:
         with self._lock:
             for sid in [s.id for s in self._sessions.values() if s.container.id == container_id]:

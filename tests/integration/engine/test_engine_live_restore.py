@@ -60,7 +60,7 @@ def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_p
     tar = tmp_path / "bb.tar"
     tar.write_bytes(busybox_rootfs_tar())
     docker("import", str(tar), "lr:1")
-    docker("run", "-d", "--name", "ticker", "lr:1", "sh", "-c",
+    docker("run", "-d", "--name", "ticker", "--health-cmd", "true", "--health-interval", "200ms", "lr:1", "sh", "-c",
            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done")
     docker("run", "-d", "--name", "ender", "lr:1", "sh", "-c", "sleep 4; echo bye; exit 7")
     ticker_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ticker"))
@@ -79,6 +79,15 @@ def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_p
     assert _alive(ticker_pid)
     time.sleep(0.5)  # ticker keeps logging without an engine
     eng, docker = restartable()
+    restarted = time.time()
+    deadline = time.monotonic() + 10  # its health checks go on under the new engine
+    while True:
+        health = json.loads(docker.out("inspect", "-f", "{{json .State.Health}}", "ticker"))
+        if health["Status"] == "healthy" and health["Log"] and \
+                health["Log"][-1]["Start"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(restarted)):
+            break
+        assert time.monotonic() < deadline, health
+        time.sleep(0.05)
     states = docker.out("ps", "-a", "--format", "{{.Names}} {{.State}} {{.Status}}").splitlines()
     assert states[0].startswith("ender exited Exited (7)") and states[1].startswith("ticker running Up")
     assert docker.out("inspect", "-f", "{{.State.ExitCode}} {{.State.Pid}}", "ender") == "7 0"
