@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
 
 from dnslib import QTYPE, RCODE, RR, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
-from services_harness import KapalProcess, PodNetwork, api_server, chains_with_prefix, free_port, proxy_process
+from services_harness import KapalProcess, api_server, chains_with_prefix, free_port, pod_network, proxy_process
 
 from kapal.kube.proxy.app import cleanup_rules
 
@@ -65,14 +65,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pods(tmp_path_factory, run_id):
-    net = PodNetwork(tmp_path_factory.mktemp("pods"), "kd" + run_id)
-    try:
-        for name in ("web-a", "db-0", "db-1"):
-            net.pod(name)
-        net.pod("client", serve=False)
+    with pod_network(tmp_path_factory.mktemp("pods"), "kd" + run_id, ("web-a", "db-0", "db-1")) as net:
         yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from services_harness import PodNetwork, api_server, chains_with_prefix, proxy_process
+from services_harness import api_server, chains_with_prefix, pod_network, proxy_process
 
 from kapal.kube.proxy.app import cleanup_rules
 
@@ -28,14 +28,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pods(tmp_path_factory, run_id):
-    net = PodNetwork(tmp_path_factory.mktemp("pods"), "kp" + run_id)
-    try:
-        for name in ("web-a", "web-b", "web-c"):
-            net.pod(name)
-        net.pod("client", serve=False)
+    with pod_network(tmp_path_factory.mktemp("pods"), "kp" + run_id, ("web-a", "web-b", "web-c")) as net:
         yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture(scope="module")

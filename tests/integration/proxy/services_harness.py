@@ -330,3 +330,16 @@ def rules_mentioning(text: str, table: str = "nat") -> list[str]:
 def chain_rules(chain: str, table: str = "nat") -> list[str]:
     proc = subprocess.run(["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True)
     return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
+@contextlib.contextmanager
+def pod_network(tmp: Path, unique: str, servers: tuple[str, ...]) -> Iterator[PodNetwork]:
+    """A PodNetwork with one serving pod per name and a `client` pod that serves nothing."""
+    net = PodNetwork(tmp, unique)
+    try:
+        for name in servers:
+            net.pod(name)
+        net.pod("client", serve=False)
+        yield net
+    finally:
+        net.close()
