@@ -8,28 +8,24 @@ otherwise the container's own code).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
 
-from kapal.engine.client import APIError, EngineClient, EngineUnavailable
+from kapal.engine.client import APIError, EngineClient, EngineUnavailable, dumps, loads
 from kapal.errors import EXIT_DAEMON_ERROR
 from kapal.units import human_duration, human_size
 
+from .docker_flags import FlagParser, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
 # ------------------------------------------------------------------ plumbing
 
-
-class UsageError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message}\nSee 'kapal {self.prog.split()[-1]} --help'.")
+Parser = FlagParser
 
 
 def parser(verb: str, description: str) -> Parser:
@@ -167,6 +163,7 @@ def _split_repo_tag(text: str) -> tuple[str, str]:
 def _registry_auth(image: str) -> str:
     """X-Registry-Auth from the docker config (auths.<registry>.auth), else anonymous."""
     import base64
+    import json
 
     from kapal.image.reference import parse
 
@@ -305,7 +302,7 @@ def cmd_images(argv: list[str]) -> int:
     if a.reference:
         filters.setdefault("reference", {})[a.reference] = True
     images = client().json(
-        "GET", "/images/json", {"all": a.all or None, "filters": json.dumps(filters) if filters else None}
+        "GET", "/images/json", {"all": a.all or None, "filters": dumps(filters) if filters else None}
     )
     rows = _image_rows(images, a.digests, a.no_trunc)
     if a.quiet:
@@ -458,6 +455,8 @@ def cmd_inspect(argv: list[str]) -> int:
         for obj in found:
             print(tpl.render(obj))
     else:
+        import json
+
         print(json.dumps(found, indent=4))
     return rc
 
@@ -515,6 +514,8 @@ def cmd_volume(argv: list[str]) -> int:
         if a.format:
             print(render_format(a.format, vols))
         else:
+            import json
+
             print(json.dumps(vols, indent=4))
         return 0
     if sub in ("rm", "remove"):
@@ -669,7 +670,7 @@ def cmd_events(argv: list[str]) -> int:
         k, _, v = f.partition("=")
         filters.setdefault(k, {})[v] = True
     resp = client().request("GET", "/events", {"since": _relative_time(a.since), "until": _relative_time(a.until),
-                                               "filters": json.dumps(filters) if filters else None})
+                                               "filters": dumps(filters) if filters else None})
     from kapal.engine.gotemplate import Template
 
     tpl = Template(a.format) if a.format else None
@@ -684,7 +685,7 @@ def cmd_events(argv: list[str]) -> int:
                 line, buf = buf.split(b"\n", 1)
                 if not line.strip():
                     continue
-                ev = json.loads(line)
+                ev = loads(line)
                 if tpl is not None:
                     print(tpl.render(ev), flush=True)
                     continue
@@ -729,6 +730,8 @@ def cmd_network(argv: list[str]) -> int:
         p.add_argument("names", nargs="+")
         a = p.parse_args(rest)
         nets = [c.json("GET", f"/networks/{n}") for n in a.names]
+        import json
+
         print(render_format(a.format, nets) if a.format else json.dumps(nets, indent=4))
         return 0
     raise UsageError(f"'{sub}' is not supported: kapal has the networks bridge, host and none (ls, inspect)")

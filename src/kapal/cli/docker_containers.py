@@ -4,26 +4,28 @@ otherwise the container's own code)."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import signal
 import struct
 import sys
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from kapal.engine.client import APIError, EngineClient
+from kapal.engine.client import APIError, EngineClient, dumps, loads
 from kapal.errors import EXIT_DAEMON_ERROR
 
 from .docker import Parser, UsageError, _pull, client, human_size, parser, render_format, since, table
 from .docker_create import FlagError, add_flags, container_body
+from .docker_flags import REMAINDER
 from .docker_stream import RawTerminal, copy_output, copy_stdin, hijack, on_resize, terminal_size
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-def _create(c: EngineClient, a: argparse.Namespace, detach: bool) -> str:
+    from .docker_flags import Namespace
+
+
+def _create(c: EngineClient, a: Namespace, detach: bool) -> str:
     try:
         body = container_body(a, detach)
     except FlagError as e:
@@ -55,30 +57,24 @@ def _start_error_exit(message: str) -> int:
 
 
 class _Waiter:
-    """POST /containers/ID/wait in a thread: its headers come at once, the body when the condition holds."""
+    """POST /containers/ID/wait: the engine sends its headers at once, so the wait is in place before start (as
+    the docker CLI has it), and its body when the condition holds."""
 
     def __init__(self, c: EngineClient, cid: str, condition: str) -> None:
-        self.result: dict = {}
-        self.error: Exception | None = None
-
-        def run() -> None:
-            try:
-                self.result = c.json("POST", f"/containers/{cid}/wait", {"condition": condition})
-            except Exception as e:  # reported by the caller
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True, name="wait")
-        self.thread.start()
+        self.response = c.request("POST", f"/containers/{cid}/wait", {"condition": condition})
 
     def get(self) -> dict:
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.result
+        try:
+            raw = self.response.read()
+        finally:
+            self.response.close()
+        return loads(raw) if raw.strip() else {}
 
 
 def _proxy_signals(c: EngineClient, cid: str) -> Callable[[], None]:
     """Forward SIGINT/SIGTERM/SIGHUP to the container (docker's --sig-proxy, on without a terminal)."""
+
+    import signal
 
     def forward(signum: int, _frame: Any) -> None:
         try:
@@ -115,8 +111,11 @@ def cmd_run(argv: list[str]) -> int:
         params["detachKeys"] = a.detach_keys
     sock, rest = hijack(c, f"/containers/{cid}/attach", params)
     waiter = _Waiter(c, cid, "removed" if a.rm else "next-exit")
+    started = c.send("POST", f"/containers/{cid}/start")
+    import signal  # noqa: F401  (the session's signal handling, loaded while the engine starts the container)
+
     try:
-        c.json("POST", f"/containers/{cid}/start")
+        c.receive(started, "POST").close()
     except APIError as e:
         sock.close()
         print(f"kapal: Error response from daemon: {e.message}", file=sys.stderr)
@@ -315,7 +314,7 @@ def cmd_ps(argv: list[str]) -> int:
         "GET",
         "/containers/json",
         {"all": (a.all or limit > 0) or None, "size": a.size or None, "limit": limit if limit > 0 else None,
-         "filters": json.dumps(filters) if filters else None},
+         "filters": dumps(filters) if filters else None},
     )
     rows = []
     for it in items:
@@ -426,7 +425,7 @@ def cmd_exec(argv: list[str]) -> int:
     p.add_argument("--detach-keys", default="")
     p.add_argument("--help", action="help")
     p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs=REMAINDER)
     a = p.parse_args(argv)
     if not a.command:
         raise UsageError("exec requires at least 2 arguments")
@@ -486,7 +485,7 @@ def cmd_attach(argv: list[str]) -> int:
 def cmd_top(argv: list[str]) -> int:
     p = parser("top", "Display the running processes of a container")
     p.add_argument("container")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    p.add_argument("ps_args", nargs=REMAINDER)
     a = p.parse_args(argv)
     doc = client().json("GET", f"/containers/{a.container}/top", {"ps_args": " ".join(a.ps_args) or None})
     print(table(doc["Titles"], doc["Processes"]))
@@ -705,7 +704,7 @@ def cmd_cp(argv: list[str]) -> int:
             if stat:
                 import base64
 
-                is_dir = bool(json.loads(base64.b64decode(stat))["mode"] & (1 << 31))
+                is_dir = bool(loads(base64.b64decode(stat))["mode"] & (1 << 31))
             name = os.path.basename(src.rstrip("/")) if is_dir else os.path.basename(dst.rstrip("/"))
             tar.add(src, arcname=name)
             if not is_dir:

@@ -6,11 +6,15 @@ engine validates the resulting HostConfig again (ranges, minimums, what exists o
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
-from typing import Any
+
+from .docker_flags import REMAINDER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .docker_flags import FlagParser, Namespace
 
 
 class FlagError(Exception):
@@ -30,7 +34,7 @@ def ram_in_bytes(text: str) -> int:
         raise FlagError(f"invalid size: '{text}'") from None
 
 
-def add_flags(p: argparse.ArgumentParser) -> None:
+def add_flags(p: FlagParser) -> None:
     """The options of `docker run` / `docker create` kapal takes."""
     a = p.add_argument
     a("--name", default=None)
@@ -104,7 +108,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     a("--health-retries", type=int, default=0)
     a("--help", action="help")
     a("image")
-    a("command", nargs=argparse.REMAINDER)
+    a("command", nargs=REMAINDER)
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -239,6 +243,8 @@ def _security_opts(opts: list[str]) -> list[str]:
         if key == "seccomp" and value and value != "unconfined":
             try:
                 with open(value) as f:
+                    import json
+
                     out.append("seccomp=" + json.dumps(json.load(f), separators=(",", ":")))
             except (OSError, ValueError) as e:
                 raise FlagError(f"opening seccomp profile ({value}) failed: {e}") from None
@@ -247,7 +253,7 @@ def _security_opts(opts: list[str]) -> list[str]:
     return out
 
 
-def container_body(a: argparse.Namespace, detach: bool) -> dict:
+def container_body(a: Namespace, detach: bool) -> dict:
     """The create body for parsed run/create flags (Config at the top level, HostConfig inside)."""
     binds, volumes = [], {}
     for spec in a.volume:
@@ -376,7 +382,7 @@ def container_body(a: argparse.Namespace, detach: bool) -> dict:
     return body
 
 
-def health_check(a: argparse.Namespace) -> dict | None:
+def health_check(a: Namespace) -> dict | None:
     """--health-* and --no-healthcheck as the docker CLI sends them (durations in nanoseconds)."""
     durations = {"Interval": a.health_interval, "Timeout": a.health_timeout, "StartPeriod": a.health_start_period,
                  "StartInterval": a.health_start_interval}
@@ -408,6 +414,8 @@ def health_check(a: argparse.Namespace) -> dict | None:
 
 def describe(body: dict) -> str:
     """For error messages: the command a body runs."""
+    import shlex
+
     return shlex.join(body.get("Cmd") or [])
 
 
@@ -419,7 +427,7 @@ def parse_restart(text: str | None) -> dict:
     return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
-def add_update_flags(p: argparse.ArgumentParser) -> None:
+def add_update_flags(p: FlagParser) -> None:
     """`docker update`'s resource flags and --restart."""
     for flag in ("--memory", "--memory-swap", "--memory-reservation", "--cpus", "--cpuset-cpus", "--cpuset-mems",
                  "--restart"):
@@ -430,7 +438,7 @@ def add_update_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pids-limit", type=int, default=None)
 
 
-def update_body(a: argparse.Namespace) -> dict:
+def update_body(a: Namespace) -> dict:
     """The `POST /containers/ID/update` body for parsed update flags (zero: unchanged, as the docker CLI)."""
     nano = 0
     if a.cpus:

@@ -6,52 +6,25 @@ Standard library only (sockets, termios, threads): `kapal run -it` must not pay 
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import struct
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any
 
-from kapal.engine.client import APIError, EngineClient, EngineUnavailable
+from kapal.engine.client import APIError, EngineClient
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from _socket import socket
+    from collections.abc import Callable
+    from typing import Any
+
+SHUT_WR = 1
 
 
-def hijack(c: EngineClient, path: str, params: dict, body: dict | None = None) -> tuple[socket.socket, bytes]:
+def hijack(c: EngineClient, path: str, params: dict, body: dict | None = None) -> tuple[socket, bytes]:
     """POST with Upgrade: tcp; returns the raw socket and the bytes that came after the 101 head."""
-    if not c.host.startswith("unix://"):
-        raise EngineUnavailable("attach and exec need a unix:// engine address")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(c.host[len("unix://") :])
-    except (FileNotFoundError, ConnectionRefusedError) as e:
-        raise c.unavailable(e) from None
-    data = json.dumps(body).encode() if body is not None else b""
-    content_type = "application/json" if body is not None else "text/plain"
-    head = (
-        f"POST {c.path(path, params)} HTTP/1.1\r\nHost: api.moby.localhost\r\nUser-Agent: kapal-cli\r\n"
-        f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + data)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise APIError(500, "the engine closed the connection")
-        buf += chunk
-    header, rest = buf.split(b"\r\n\r\n", 1)
-    status_line = header.split(b"\r\n", 1)[0].decode()
-    status = int(status_line.split()[1])
-    if status != 101:
-        try:
-            message = json.loads(rest).get("message", "")
-        except ValueError:
-            message = rest.decode(errors="replace")
-        sock.close()
-        raise APIError(status, message or status_line)
-    return sock, rest
+    return c.hijack(path, params, body)
 
 
 def terminal_size() -> tuple[int, int]:
@@ -85,8 +58,9 @@ class RawTerminal:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
 
 
-def copy_stdin(sock: socket.socket) -> threading.Thread:
+def copy_stdin(sock: socket) -> threading.Thread:
     """stdin → the socket until EOF, then half-close (the engine closes the container's stdin)."""
+    import threading
 
     def run() -> None:
         fd = sys.stdin.fileno()
@@ -99,7 +73,7 @@ def copy_stdin(sock: socket.socket) -> threading.Thread:
                 if not data:
                     break
                 sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            sock.shutdown(SHUT_WR)
         except OSError:
             pass
 
@@ -108,7 +82,7 @@ def copy_stdin(sock: socket.socket) -> threading.Thread:
     return t
 
 
-def copy_output(sock: socket.socket, rest: bytes, tty: bool) -> str | None:
+def copy_output(sock: socket, rest: bytes, tty: bool) -> str | None:
     """The stream → stdout/stderr until the engine closes it; returns an error the engine sent in-stream."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     if tty:
@@ -147,6 +121,7 @@ def copy_output(sock: socket.socket, rest: bytes, tty: bool) -> str | None:
 
 def on_resize(send: Callable[[int, int], None]) -> Callable[[], None]:
     """Send the terminal size now and on every SIGWINCH; returns the function that stops it."""
+    import signal
 
     def handler(*_: object) -> None:
         rows, cols = terminal_size()
