@@ -50,7 +50,7 @@ $(VENV)/bin/kapal-runtime: $(VENV)/.deps-stamp Makefile
 # verbs need only the stdlib; kapal/cli/main.py loads site-packages for the others. It writes its bytecode
 # even under PYTHONDONTWRITEBYTECODE: a stale cache costs ~15 ms of compiling on every call.
 $(VENV)/bin/kapal: $(VENV)/.deps-stamp Makefile
-	@printf '#!%s -SP\nimport sys\nsys.dont_write_bytecode = False\nsys.path.insert(0, %s)\nfrom kapal.cli.main import main\nsys.exit(main())\n' \
+	@printf '#!%s -SP\nimport sys\nsys.dont_write_bytecode = False\nsys.path.insert(0, %s)\nfrom kapal.cli.main import launch\nlaunch()\n' \
 		"$(PY)" "'$(ROOT)/src'" > $@.tmp && chmod 755 $@.tmp && mv $@.tmp $@
 
 lint: venv

@@ -1,6 +1,6 @@
 """`run --rm IMAGE true` through the docker CLI against kapal's engine, through podman, through `kapal run`,
-and through Debian's dockerd where it is installed — interleaved, in one run; then 50 `run -d` in a row
-and the engine's and shims' memory.
+and through Debian's dockerd where it is installed — interleaved, in one run; `ps`, `images`, `exec`, `logs`
+through the docker CLI and through kapal; then 50 `run -d` in a row and the engine's and shims' memory.
 
 Every tool runs the same busybox rootfs (imported into each) on its default bridge network: kapal's
 engine on a private bridge (a unique name, 10.198.x.0/24) with a private lxcfs, both removed at the end,
@@ -99,6 +99,22 @@ def start_lxcfs(directory: Path) -> subprocess.Popen | None:
     return None
 
 
+def verbs(docker: str, cid: str, env: dict, warmup: int, runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall times of `ps`, `images`, `exec`, `logs` through the docker CLI and through kapal."""
+    commands = {"ps": ["ps"], "ps -a": ["ps", "-a"], "images": ["images"], "exec CTR true": ["exec", cid, "true"],
+                "logs CTR": ["logs", cid]}
+    times: dict[tuple[str, str], list[float]] = {}
+    for i in range(warmup + runs):
+        for verb, argv in commands.items():
+            pair = [("docker", docker), ("kapal", str(KAPAL))]
+            for tool, binary in pair if i % 2 else pair[::-1]:
+                elapsed = timed([binary, *argv], env)
+                if i >= warmup:
+                    times.setdefault((verb, tool), []).append(elapsed)
+    return {verb: (statistics.median(times[verb, "docker"]), statistics.median(times[verb, "kapal"]))
+            for verb in commands}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="counted rounds (default 10)")
@@ -157,15 +173,24 @@ def main() -> int:
             p25 = statistics.quantiles(values, n=4)[0] if len(values) > 1 else values[0]
             print(f"  {name:30s} {med[name]:8.1f} {p25:8.1f} {min(values):8.1f} {max(values):8.1f}")
         docker_med = med["docker CLI → kapal engine"]
+        print("ratios (median / median):")
+        print(f"  kapal run / docker→kapal = {med['kapal run'] / docker_med:.2f}")
         if "podman" in med:
-            print("ratios (median / median):")
             print(f"  docker→kapal / podman = {docker_med / med['podman']:.2f}")
             print(f"  kapal run / podman    = {med['kapal run'] / med['podman']:.2f}")
             ok = docker_med <= med["podman"] / 2
             print(f"acceptance: docker→kapal median <= half of podman's: {'yes' if ok else 'NO'}")
 
+        # the other everyday verbs, docker CLI and kapal against one running container, interleaved
+        ids = [subprocess.run([docker, "run", "-d", image, "sh", "-c", "echo hello; sleep 600"], env=engine.env,
+                              check=True, capture_output=True, text=True).stdout.strip()]
+        verb_times = verbs(docker, ids[0], engine.env, args.warmup, args.runs)
+        print(f"other verbs against one running container ({args.runs} interleaved rounds); median wall time in ms")
+        print(f"  {'verb':24s} {'docker CLI':>10s} {'kapal':>8s} {'ratio':>6s}")
+        for verb, (d, k) in verb_times.items():
+            print(f"  {verb:24s} {d:10.1f} {k:8.1f} {k / d:6.2f}")
+
         # 50 `run -d` in a row, then the memory of the engine and of the shims holding them
-        ids = []
         t0 = time.perf_counter()
         for _ in range(args.detached):
             out = subprocess.run([docker, "run", "-d", image, "sleep", "600"], env=engine.env, check=True,

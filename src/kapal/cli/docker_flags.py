@@ -69,6 +69,8 @@ class FlagParser:
         if not names[0].startswith("-"):
             self._positionals.append((names[0], kw.get("nargs"), kw))
             return
+        if "nargs" in kw:
+            raise TypeError("FlagParser takes nargs on positionals only")
         longs = [n for n in names if n.startswith("--")]
         dest = kw.get("dest") or (longs[0] if longs else names[0]).lstrip("-").replace("-", "_")
         flag = _Flag(dest, action, kw.get("type"), kw.get("choices"))
