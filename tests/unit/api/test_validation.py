@@ -234,3 +234,16 @@ def test_small_kinds():
         "spec.rules[0].http.paths[1].pathType: Required value: pathType must be specified"]
     assert _causes("networking.k8s.io/v1", "NetworkPolicy", {"metadata": {"name": "n"}, "spec": {}}) == []
     assert _causes("authorization.k8s.io/v1", "SelfSubjectAccessReview", {"spec": {}}) == []
+
+
+def test_node_pod_cidr_is_set_once():
+    def node(**spec):
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "spec": spec}
+
+    assert _causes("v1", "Node", node(podCIDR="10.244.0.0/24", podCIDRs=["10.244.0.0/24"]), node()) == []
+    set_once = node(podCIDR="10.244.0.0/24", podCIDRs=["10.244.0.0/24"], providerID="kapal://n1")
+    assert _causes("v1", "Node", set_once, set_once) == []
+    moved = node(podCIDR="10.244.1.0/24", podCIDRs=["10.244.1.0/24"], providerID="other://n1")
+    assert _causes("v1", "Node", moved, set_once) == [
+        'spec.podCIDRs: Forbidden: node updates may not change podCIDR except from "" to valid',
+        'spec.providerID: Forbidden: node updates may not change providerID except from "" to valid']

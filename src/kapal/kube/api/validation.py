@@ -1272,7 +1272,24 @@ def _csr(obj: Obj, old: Obj | None) -> list[Cause]:
     return causes
 
 
+def _node(obj: Obj, old: Obj | None) -> list[Cause]:
+    """As upstream's node update rules: podCIDRs and providerID may only go from unset to a value."""
+    if old is None:
+        return []
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    old_spec = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    causes: list[Cause] = []
+    old_cidrs = old_spec.get("podCIDRs") or ([old_spec["podCIDR"]] if old_spec.get("podCIDR") else [])
+    cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    if old_cidrs and cidrs != old_cidrs:
+        causes.append(forbidden("spec.podCIDRs", 'node updates may not change podCIDR except from "" to valid'))
+    if old_spec.get("providerID") and spec.get("providerID") != old_spec.get("providerID"):
+        causes.append(forbidden("spec.providerID", 'node updates may not change providerID except from "" to valid'))
+    return causes
+
+
 _KIND_RULES: dict[tuple[str, str], Callable[[Obj, Obj | None], list[Cause]]] = {
+    ("", "Node"): _node,
     ("", "Pod"): _pod,
     ("", "Service"): _service,
     ("", "ConfigMap"): _config_map,
