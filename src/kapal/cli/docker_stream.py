@@ -48,7 +48,7 @@ class RawTerminal:
             import tty
 
             self.saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setraw(sys.stdin.fileno())
+            tty.setraw(sys.stdin.fileno(), termios.TCSANOW)  # keep what the user typed ahead
         return self
 
     def __exit__(self, *exc: object) -> None:

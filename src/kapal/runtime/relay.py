@@ -22,7 +22,7 @@ def relay(master: int, stdin: int = 0, stdout: int = 1) -> None:
         import tty
 
         saved = termios.tcgetattr(stdin)
-        tty.setraw(stdin)
+        tty.setraw(stdin, termios.TCSANOW)  # TCSAFLUSH would drop what the user typed ahead
         try:
             console.set_size(master, *console.get_size(stdin))
         except OSError:

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+from engine_helpers import PtySession
 from image_helpers import KAPAL
 
 pytestmark = pytest.mark.root
@@ -105,3 +106,13 @@ def test_usage_errors_exit_125_with_argparse_s_words(both, busybox):
     assert r.stderr == "kapal: unrecognized arguments: --no-such-flag\nSee 'kapal run --help'.\n"
     r = subprocess.run([str(KAPAL), "ps", "--help"], capture_output=True, text=True, env=both.env)
     assert r.returncode == 0 and r.stdout.startswith("usage: kapal ps")
+
+
+@pytest.mark.parametrize("tool", ["docker", "kapal"])
+def test_run_it_keeps_what_was_typed_before_the_shell_started(both, docker, busybox, tool):
+    """A line typed while the container starts reaches its shell (the terminal goes raw without a flush)."""
+    argv = [docker.binary if tool == "docker" else str(KAPAL), "run", "-it", "--rm", busybox, "sh"]
+    session = PtySession(argv, docker.env if tool == "docker" else both.env)
+    session.send("echo ahead-$((40+2)); exit 6")
+    session.read_until("ahead-42")
+    assert session.wait() == 6

@@ -97,6 +97,25 @@ def test_foreground_run_relays_the_terminal(runtime, make_bundle):
         os.close(master)
 
 
+def test_input_typed_before_the_shell_starts_is_kept(runtime, make_bundle):
+    """As runc: the terminal goes raw without flushing, so a line typed ahead reaches the container's shell."""
+    bundle = make_bundle(["/bin/sh"])
+    bundle.config["process"]["terminal"] = True
+    bundle.write()
+    master, slave = os.openpty()
+    os.write(master, b"echo ahead-$((40+2)); exit 3\n")
+    proc = subprocess.Popen(runtime.cmd("run", "--bundle", str(bundle.path), bundle.id), stdin=slave, stdout=slave,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    try:
+        read_until(master, b"ahead-42")
+        assert proc.wait(10) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+
+
 def test_terminal_without_console_socket_in_detached_mode_fails_clearly(runtime, make_bundle):
     bundle = make_bundle(["/bin/sh"])
     bundle.config["process"]["terminal"] = True
