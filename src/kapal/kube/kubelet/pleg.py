@@ -43,8 +43,13 @@ class RuntimeCache:
             self.forget(cid)
             return None
         rec = ContainerRecord.from_inspect(doc)
+        known = self._states.get(cid)
         self.records[cid] = rec
         self._states[cid] = rec.state
+        if rec.exited and rec.state != known and rec.pod_uid:
+            # A container that ended by the time its own start refreshed it: the relist will see no change,
+            # so its pod's worker is told here (restart, back-off or status), as upstream's PLEG reports it.
+            self.on_change(rec.pod_uid)
         return rec
 
     def forget(self, cid: str) -> None:
