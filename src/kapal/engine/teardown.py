@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapal.errors import FailedPrecondition, Invalid, KapalError
+from kapal.linux.cgroups.common import remove_dir
 
 from . import lxcfs
 from .config import DEFAULT_DATA_ROOT, EngineConfig
@@ -127,16 +128,10 @@ def _stop_leftover_containers(root: Path, report: TeardownReport) -> None:
         for hierarchy in CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else []:
             leaf = hierarchy / cgroup.strip("/")
             if cgroup.strip("/") and leaf.is_dir():
-                for _ in range(50):
-                    try:
-                        leaf.rmdir()
-                        break
-                    except FileNotFoundError:
-                        break
-                    except OSError:
-                        time.sleep(0.02)
-                else:
-                    report.problems.append(f"cgroup {leaf} of container {cid[:12]}: still busy")
+                try:
+                    remove_dir(str(leaf), timeout=1.0)
+                except FailedPrecondition as e:
+                    report.problems.append(f"container {cid[:12]}: {e}")
 
 
 def _cgroup_of(doc: dict) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kapal import errors
+from kapal.linux.cgroups.common import remove_dir
 
 from . import daemons
 from .config import DEFAULT_DATASTORE_DIR
@@ -135,17 +136,12 @@ def _kill_and_rmdir(path: Path, report: ResetReport) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: len(w[0]), reverse=True):
-        for _ in range(50):
-            try:
-                os.rmdir(dirpath)
-                report.cgroups.append(dirpath)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+        try:
+            remove_dir(dirpath, timeout=1.0)
+        except errors.FailedPrecondition as e:
+            report.problems.append(str(e))
         else:
-            report.problems.append(f"could not remove cgroup {dirpath}")
+            report.cgroups.append(dirpath)
 
 
 def remove_pod_cgroups(cgroup_root: str, report: ResetReport, sysfs: Path = CGROUP_ROOT) -> None:
