@@ -264,8 +264,11 @@ class Shim:
                 os.unlink("console.sock")
             except FileNotFoundError:
                 pass
-        if fd is None:
-            return
+        if fd is not None:
+            self._take_master(fd)
+
+    def _take_master(self, fd: int) -> None:
+        """Read the pty master the runtime sends on an accepted console-socket connection."""
         conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         try:
             conn.settimeout(10)
@@ -319,12 +322,7 @@ class Shim:
                     if pid:
                         return status
                     continue
-                conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-                try:
-                    conn.settimeout(10)
-                    self.master = _receive_fd(conn)
-                finally:
-                    conn.close()
+                self._take_master(fd)
                 return None
         finally:
             console.close()
