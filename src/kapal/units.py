@@ -13,6 +13,16 @@ def human_size(size: float) -> str:
     return f"{size:.3g}{units[i]}"
 
 
+def binary_size(size: float) -> str:
+    """go-units BytesSize: binary units, 4 significant digits (docker stats' memory column)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration."""
     s = int(seconds)

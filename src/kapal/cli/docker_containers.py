@@ -11,6 +11,7 @@ import time
 
 from kapal.engine.client import APIError, EngineClient, dumps, loads
 from kapal.errors import EXIT_DAEMON_ERROR
+from kapal.units import binary_size
 
 from .docker import Parser, UsageError, _pull, client, human_size, parser, render_format, since, table
 from .docker_flags import REMAINDER
@@ -506,15 +507,6 @@ def _cpu_percent(stats: dict) -> float:
     return 0.0
 
 
-def _binary_size(n: float) -> str:
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.4g}{units[i]}"
-
-
 def stats_row(stats: dict) -> dict:
     mem = stats.get("memory_stats") or {}
     usage = mem.get("usage", 0) - (mem.get("stats") or {}).get("total_inactive_file", 0)
@@ -529,7 +521,7 @@ def stats_row(stats: dict) -> dict:
         "Container": stats.get("id", "")[:12],
         "Name": (stats.get("name") or "").lstrip("/"),
         "CPUPerc": f"{_cpu_percent(stats):.2f}%",
-        "MemUsage": f"{_binary_size(usage)} / {_binary_size(limit)}",
+        "MemUsage": f"{binary_size(usage)} / {binary_size(limit)}",
         "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%",
         "NetIO": f"{human_size(rx)} / {human_size(tx)}",
         "BlockIO": f"{human_size(rd)} / {human_size(wr)}",

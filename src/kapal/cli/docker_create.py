@@ -281,12 +281,7 @@ def container_body(a: Namespace, detach: bool) -> dict:
     restart_policy = parse_restart(a.restart)
     if getattr(a, "rm", False) and restart_policy["Name"] != "no":
         raise FlagError("conflicting options: cannot specify both --restart and --rm")
-    nano = 0
-    if a.cpus:
-        try:
-            nano = int(round(float(a.cpus) * 1e9))
-        except ValueError:
-            raise FlagError(f"invalid argument \"{a.cpus}\" for \"--cpus\" flag") from None
+    nano = nano_cpus(a.cpus)
     memory_swap = 0
     if a.memory_swap:
         memory_swap = -1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)
@@ -438,14 +433,19 @@ def add_update_flags(p: FlagParser) -> None:
     p.add_argument("--pids-limit", type=int, default=None)
 
 
+def nano_cpus(cpus: str | None) -> int:
+    """--cpus as NanoCpus (0 when not given), with the docker CLI's words for a bad value."""
+    if not cpus:
+        return 0
+    try:
+        return int(round(float(cpus) * 1e9))
+    except ValueError:
+        raise FlagError(f"invalid argument \"{cpus}\" for \"--cpus\" flag") from None
+
+
 def update_body(a: Namespace) -> dict:
     """The `POST /containers/ID/update` body for parsed update flags (zero: unchanged, as the docker CLI)."""
-    nano = 0
-    if a.cpus:
-        try:
-            nano = int(round(float(a.cpus) * 1e9))
-        except ValueError:
-            raise FlagError(f"invalid argument \"{a.cpus}\" for \"--cpus\" flag") from None
+    nano = nano_cpus(a.cpus)
     body: dict[str, Any] = {
         "Memory": ram_in_bytes(a.memory) if a.memory else 0,
         "MemorySwap": (-1 if a.memory_swap == "-1" else ram_in_bytes(a.memory_swap)) if a.memory_swap else 0,
