@@ -181,3 +181,37 @@ def rootfs_tar(workdir) -> Path:
     path = workdir / "busybox-rootfs.tar"
     path.write_bytes(busybox_rootfs_tar({"etc/motd": "original\n"}))
     return path
+
+
+@pytest.fixture
+def restartable(tmp_path):
+    """Engines started and restarted by the test on one private data root: `start(*flags) -> (engine, cli)`,
+    `start.engines`; at the end an engine adopts and removes what is left, and nothing may remain."""
+    from engine_helpers import DockerCLI
+
+    engines: list[EngineProcess] = []
+
+    def start(*extra: str) -> tuple[EngineProcess, DockerCLI]:
+        eng = EngineProcess(tmp_path, data_root=tmp_path / "data", extra=list(extra))
+        eng.start()
+        engines.append(eng)
+        (tmp_path / "docker-config").mkdir(exist_ok=True)
+        return eng, DockerCLI(eng.host, tmp_path / "docker-config")
+
+    start.engines = engines  # type: ignore[attr-defined]
+    yield start
+    # whatever the test left: an engine on the same data root adopts and removes it
+    if engines and (engines[-1].proc is None or engines[-1].proc.poll() is not None):
+        start()
+    if engines:
+        cli = DockerCLI(engines[-1].host, tmp_path / "docker-config")
+        ids = cli.out("ps", "-aq")
+        if ids:
+            cli("rm", "-f", *ids.split(), check=False)
+    for eng in engines:
+        eng.kill()
+    swept = engines[0].sweep() if engines else []
+    mounts = leftover_mounts(tmp_path)
+    cleanup_tree(tmp_path)
+    assert not swept, f"processes left behind: {swept}"
+    assert mounts == []

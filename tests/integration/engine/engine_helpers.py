@@ -155,6 +155,15 @@ class PtySession:
         raise AssertionError(f"the session did not end; screen:\n{self.output.decode(errors='replace')[-2000:]}")
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and is neither a zombie nor dead (its state letter in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
 def cgroup_dir(controller: str, container_id: str) -> Path:
     return Path("/sys/fs/cgroup") / controller / "kapal" / container_id
 

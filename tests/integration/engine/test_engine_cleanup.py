@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from engine_helpers import DockerCLI
+from engine_helpers import DockerCLI, pid_alive
 from image_helpers import ENGINE_ARGS, KAPAL, EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
 
 pytestmark = pytest.mark.root
@@ -25,14 +25,6 @@ def _free_subnet() -> str:
         if f" 10.195.{n}." not in used:
             return f"10.195.{n}.1/24"
     pytest.skip("no free 10.195.x.0/24")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except OSError:
-        return False
 
 
 def _cleanup(data_root: Path, host: str, *flags: str) -> subprocess.CompletedProcess:
@@ -73,11 +65,11 @@ def test_cleanup_removes_what_a_live_restore_engine_left(engine, docker, busybox
         lxcfs_pid = json.loads((ours.data_root / "lxcfs.json").read_text())["pid"]
         assert _rules_of(bridge) and leftover_mounts(ours.data_root)
         ours.kill(signal.SIGTERM)
-        assert _alive(pid), "live restore: the container outlives its engine"
+        assert pid_alive(pid), "live restore: the container outlives its engine"
 
         r = _cleanup(ours.data_root, ours.host, *flags)
         assert r.returncode == 0, r.stderr
-        assert not _alive(pid) and not _alive(lxcfs_pid)
+        assert not pid_alive(pid) and not pid_alive(lxcfs_pid)
         assert leftover_mounts(tmp_path) == []
         assert not os.path.exists(f"/sys/class/net/{bridge}") and _rules_of(bridge) == []
         assert _cleanup(ours.data_root, ours.host, *flags).returncode == 0  # idempotent

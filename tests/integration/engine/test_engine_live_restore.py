@@ -12,47 +12,10 @@ import subprocess
 import time
 
 import pytest
-from engine_helpers import DockerCLI
-from image_helpers import EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
+from engine_helpers import pid_alive
+from image_helpers import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def restartable(tmp_path):
-    engines: list[EngineProcess] = []
-
-    def start(*extra: str) -> tuple[EngineProcess, DockerCLI]:
-        eng = EngineProcess(tmp_path, data_root=tmp_path / "data", extra=list(extra))
-        eng.start()
-        engines.append(eng)
-        (tmp_path / "docker-config").mkdir(exist_ok=True)
-        return eng, DockerCLI(eng.host, tmp_path / "docker-config")
-
-    yield start
-    # whatever the test left: an engine on the same data root adopts and removes it
-    if engines and (engines[-1].proc is None or engines[-1].proc.poll() is not None):
-        start()
-    if engines:
-        cli = DockerCLI(engines[-1].host, tmp_path / "docker-config")
-        ids = cli.out("ps", "-aq")
-        if ids:
-            cli("rm", "-f", *ids.split(), check=False)
-    for eng in engines:
-        eng.kill()
-    swept = engines[0].sweep() if engines else []
-    mounts = leftover_mounts(tmp_path)
-    cleanup_tree(tmp_path)
-    assert not swept, f"processes left behind: {swept}"
-    assert mounts == []
 
 
 def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_path):
@@ -67,16 +30,16 @@ def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_p
     ender_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "ender"))
 
     eng.kill(signal.SIGTERM)  # live restore: the engine goes, the containers stay
-    assert _alive(ticker_pid) and _alive(ender_pid)
+    assert pid_alive(ticker_pid) and pid_alive(ender_pid)
     eng, docker = restartable()
     assert docker.out("ps", "--format", "{{.Names}} {{.State}}").splitlines() == ["ender running", "ticker running"]
 
     eng.kill(signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _alive(ender_pid) and time.monotonic() < deadline:
+    while pid_alive(ender_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(ender_pid), "ender should have ended while no engine ran"
-    assert _alive(ticker_pid)
+    assert not pid_alive(ender_pid), "ender should have ended while no engine ran"
+    assert pid_alive(ticker_pid)
     time.sleep(0.5)  # ticker keeps logging without an engine
     eng, docker = restartable()
     restarted = time.time()
@@ -102,7 +65,7 @@ def test_containers_survive_sigterm_and_kill9_and_are_adopted(restartable, tmp_p
     live = [int(n) for n in re.findall(r"tick (\d+)", follow.communicate(timeout=30)[0])]
     assert len(live) >= 5 and live == list(range(live[0], live[0] + len(live)))
     assert docker.out("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker") == "exited 137"
-    assert not _alive(ticker_pid)
+    assert not pid_alive(ticker_pid)
     docker("rm", "ticker", "ender")
     docker("rmi", "lr:1")
 
@@ -120,7 +83,7 @@ def test_without_live_restore_stopping_the_engine_stops_containers(restartable, 
     t0 = time.monotonic()
     eng.kill(signal.SIGTERM)
     assert time.monotonic() - t0 < 10
-    assert not _alive(pid) and not _alive(shim)
+    assert not pid_alive(pid) and not pid_alive(shim)
     eng, docker = restartable()
     doc = json.loads(docker.out("inspect", "polite"))[0]
     assert (doc["State"]["Status"], doc["State"]["ExitCode"]) == ("exited", 0)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import DockerCLI, host_programs_tar
+from engine_helpers import DockerCLI, host_programs_tar, pid_alive
 from image_helpers import ENGINE_ARGS, KAPAL, EngineProcess, cleanup_tree, leftover_mounts
 
 pytestmark = [pytest.mark.root,
@@ -24,14 +24,6 @@ pytestmark = [pytest.mark.root,
 def _lxcfs_mounted(directory: Path) -> bool:
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == str(directory) and "fuse.lxcfs" in line for line in f)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
-    except OSError:
-        return False
 
 
 def _dead_lxcfs_mount(directory: Path) -> int:
@@ -97,19 +89,19 @@ def test_a_dead_lxcfs_mount_is_replaced_and_never_bound(own_engine, tmp_path):
     assert _mem_total(docker) == 256
     assert "does not answer" in eng.log_path.read_text()
     record = json.loads((eng.data_root / "lxcfs.json").read_text())
-    assert record["dir"] == str(lxcfs_dir) and _alive(record["pid"])
+    assert record["dir"] == str(lxcfs_dir) and pid_alive(record["pid"])
 
     # the engine's own lxcfs dies under it: the next container still starts, with a new lxcfs
     os.kill(record["pid"], signal.SIGKILL)
     assert _mem_total(docker) == 256
     again = json.loads((eng.data_root / "lxcfs.json").read_text())
-    assert again["pid"] != record["pid"] and _alive(again["pid"])
+    assert again["pid"] != record["pid"] and pid_alive(again["pid"])
 
     eng.kill()
     r = subprocess.run([str(KAPAL), "engine", "--data-root", str(eng.data_root), "-H", eng.host, *ENGINE_ARGS,
                         "--lxcfs-dir", str(lxcfs_dir), "--cleanup"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "lxcfs" in r.stderr and not _alive(again["pid"]) and not _lxcfs_mounted(lxcfs_dir)
+    assert "lxcfs" in r.stderr and not pid_alive(again["pid"]) and not _lxcfs_mounted(lxcfs_dir)
 
 
 def test_without_lxcfs_the_engine_says_so_once_and_containers_start(own_engine, tmp_path):

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import docker as docker_sdk
 import pytest
-from engine_helpers import DockerCLI
-from image_helpers import KAPAL, EngineProcess, busybox_rootfs_tar, cleanup_tree, leftover_mounts
+from image_helpers import KAPAL, busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
 
@@ -142,34 +141,6 @@ def test_rm_with_a_restart_policy_and_bad_policies_are_refused(engine, docker, b
 # ------------------------------------------------------------------ engine start-up
 
 
-@pytest.fixture
-def own_engine(tmp_path):
-    engines: list[EngineProcess] = []
-
-    def start(*extra: str) -> DockerCLI:
-        eng = EngineProcess(tmp_path, data_root=tmp_path / "data", extra=list(extra))
-        eng.start()
-        engines.append(eng)
-        (tmp_path / "docker-config").mkdir(exist_ok=True)
-        return DockerCLI(eng.host, tmp_path / "docker-config")
-
-    start.engines = engines  # type: ignore[attr-defined]
-    yield start
-    if engines and (engines[-1].proc is None or engines[-1].proc.poll() is not None):
-        start()
-    cli = DockerCLI(engines[-1].host, tmp_path / "docker-config")
-    ids = cli.out("ps", "-aq")
-    if ids:
-        cli("rm", "-f", *ids.split(), check=False)
-    for eng in engines:
-        eng.kill()
-    swept = engines[0].sweep()
-    mounts = leftover_mounts(tmp_path)
-    cleanup_tree(tmp_path)
-    assert not swept, f"processes left behind: {swept}"
-    assert mounts == []
-
-
 def _pid_gone(pid: int, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -183,8 +154,8 @@ def _pid_gone(pid: int, timeout: float = 10) -> bool:
     return False
 
 
-def test_policies_at_engine_start_after_kill9(own_engine, tmp_path):
-    docker = own_engine()
+def test_policies_at_engine_start_after_kill9(restartable, tmp_path):
+    _, docker = restartable()
     tar = tmp_path / "bb.tar"
     tar.write_bytes(busybox_rootfs_tar())
     docker("import", str(tar), "rp:1")
@@ -195,10 +166,10 @@ def test_policies_at_engine_start_after_kill9(own_engine, tmp_path):
     dying = int(docker.out("inspect", "-f", "{{.State.Pid}}", "dies-always"))
     none_pid = int(docker.out("inspect", "-f", "{{.State.Pid}}", "none"))
 
-    own_engine.engines[-1].kill(signal.SIGKILL)  # type: ignore[attr-defined]
+    restartable.engines[-1].kill(signal.SIGKILL)  # type: ignore[attr-defined]
     os.kill(dying, signal.SIGKILL)  # dies while no engine runs
     assert _pid_gone(dying)
-    docker = own_engine()
+    _, docker = restartable()
 
     # as dockerd: what died meanwhile is started by the engine's start-up, which is not a counted restart
     state = _until(docker, "dies-always", lambda s: s["Status"] == "running")
@@ -215,16 +186,16 @@ def test_policies_at_engine_start_after_kill9(own_engine, tmp_path):
 
 
 @pytest.mark.full
-def test_policies_at_engine_start_without_live_restore(own_engine, tmp_path):
-    docker = own_engine("--live-restore=false")
+def test_policies_at_engine_start_without_live_restore(restartable, tmp_path):
+    _, docker = restartable("--live-restore=false")
     tar = tmp_path / "bb.tar"
     tar.write_bytes(busybox_rootfs_tar())
     docker("import", str(tar), "rp:1")
     for name, policy in (("always", "always"), ("unless", "unless-stopped"), ("failing", "on-failure"),
                          ("none", "no")):
         docker("run", "-d", "--name", name, "--restart", policy, "--stop-signal", "KILL", "rp:1", "sleep", "300")
-    own_engine.engines[-1].kill(signal.SIGTERM)  # type: ignore[attr-defined]  # stops them: not the user's stop
-    docker = own_engine("--live-restore=false")
+    restartable.engines[-1].kill(signal.SIGTERM)  # type: ignore[attr-defined]  # stops them: not the user's stop
+    _, docker = restartable("--live-restore=false")
     for name in ("always", "unless", "failing"):
         assert _until(docker, name, lambda s: s["Status"] == "running")["RestartCount"] == 0
     assert _state(docker, "none")["Status"] == "exited"
