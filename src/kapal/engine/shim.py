@@ -259,11 +259,7 @@ class Shim:
         except BlockingIOError:
             fd = None
         finally:
-            console.close()
-            try:
-                os.unlink("console.sock")
-            except FileNotFoundError:
-                pass
+            _close_console(console)
         if fd is not None:
             self._take_master(fd)
 
@@ -325,11 +321,7 @@ class Shim:
                 self._take_master(fd)
                 return None
         finally:
-            console.close()
-            try:
-                os.unlink("console.sock")
-            except FileNotFoundError:
-                pass
+            _close_console(console)
         return None
 
     # ------------------------------------------------------------------ event loop plumbing
@@ -665,3 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     for client in list(shim.clients.values()):
         shim.send(client, started)
     return shim.run()
+
+
+def _close_console(console: _socket.socket) -> None:
+    """Close the console-socket listener and remove its path (it lives in the shim's directory)."""
+    console.close()
+    try:
+        os.unlink("console.sock")
+    except FileNotFoundError:
+        pass
