@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -65,21 +66,45 @@ def test_table_matches_docker_tabwriter():
     assert out.splitlines() == ["REPOSITORY   TAG       SIZE", "busybox      latest    4MB"]
 
 
+def _waiting_in_do(thread: threading.Thread) -> bool:
+    """The thread is blocked inside SingleFlight.do, waiting for the leader's outcome."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return "do" in names and "wait" in names
+
+
 def test_single_flight_runs_once_for_concurrent_callers():
     flight: SingleFlight[int] = SingleFlight()
     calls = []
+    release = threading.Event()
 
     def work() -> int:
         calls.append(1)
-        time.sleep(0.2)
+        assert release.wait(10)
         return 42
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(flight.do("k", work))) for _ in range(5)]
-    for t in threads:
+
+    def call() -> None:
+        results.append(flight.do("k", work))
+
+    leader = threading.Thread(target=call)
+    leader.start()
+    deadline = time.monotonic() + 10
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.005)
+    followers = [threading.Thread(target=call) for _ in range(4)]
+    for t in followers:
         t.start()
-    for t in threads:
-        t.join()
+    # the leader is held in work() until every follower waits on its flight (no timing assumption)
+    while not all(_waiting_in_do(t) for t in followers) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    for t in (leader, *followers):
+        t.join(10)
     assert len(calls) == 1
     assert sorted(shared for _, shared in results) == [False, True, True, True, True]
     assert {value for value, _ in results} == {42}
